@@ -1,0 +1,183 @@
+"""`lmforge`: the command line. Command names and `--lake` are a contract other tools rely on."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from flows.env import quiet_offline_defaults
+
+app = typer.Typer(
+    help="lmforge: from raw web text to a clean, deduplicated, queryable lake.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+LakeOption = Annotated[
+    Optional[str],
+    typer.Option("--lake", help="lake root: a folder or an fsspec URL (default: $LMFORGE_LAKE or ./lake)"),
+]
+DEFAULT_SAMPLE = "data/sample/debian-docs.warc.gz"
+
+
+def fail(message: str, code: int = 1) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def rich_table(title: str, columns: list[str], rows: list[tuple | list]) -> Table:
+    table = Table(title=title, title_justify="left", header_style="bold")
+    for c in columns:
+        table.add_column(c)
+    for r in rows:
+        table.add_row(*("" if v is None else str(v) for v in r))
+    return table
+
+
+def pack_sample(folders: list[Path], dest: Path, max_pages_per_folder: int | None) -> Any:
+    from pipelines.sample import DEFAULT_MAX_PAGES_PER_FOLDER, SampleSourceMissing, default_sources, pack_html
+
+    try:
+        if not folders:  # the embedded default: a representative cut of Debian's documentation
+            folders = default_sources()
+            max_pages_per_folder = max_pages_per_folder or DEFAULT_MAX_PAGES_PER_FOLDER
+        with Progress(TextColumn("packing HTML"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err) as bar:
+            job = bar.add_task("pack", total=None)
+            return pack_html(
+                folders,
+                dest,
+                max_pages_per_folder=max_pages_per_folder,
+                progress=lambda done, total: bar.update(job, completed=done, total=total),
+            )
+    except SampleSourceMissing as e:
+        fail(str(e))
+
+
+@app.command()
+def sample(
+    folders: Annotated[Optional[list[Path]], typer.Argument(help="folders of HTML (default: Debian's documentation)")] = None,
+    output: Annotated[Path, typer.Option("--out", "-o", help="the WARC to write")] = Path(DEFAULT_SAMPLE),
+    max_pages_per_folder: Annotated[Optional[int], typer.Option(help="cap per language folder")] = None,
+) -> None:
+    """Pack folders of HTML pages into one gzipped WARC (the sample corpus)."""
+    report = pack_sample(list(folders or []), output, max_pages_per_folder)
+    out.print(f"wrote {report.warc_path}: {report.pages} pages, {report.bytes / 1e6:.1f} MB, {report.skipped} skipped")
+
+
+def print_ingest(result: Any) -> None:
+    out.print(
+        rich_table(
+            f"ingest run {result.run}: {result.documents} kept, {result.rejected} set aside",
+            ["language", "documents"],
+            list(result.by_language.items()),
+        )
+    )
+    if result.by_reason:
+        out.print(rich_table("set aside, by reason", ["reason", "documents"], list(result.by_reason.items())))
+
+
+def report_unusable(result: Any) -> None:
+    """One line per input that could not be used at all, then a non-zero exit."""
+    for path, why in result.unusable:
+        err.print(f"[bold red]error:[/] {path}: {why}", highlight=False, soft_wrap=True)
+    if result.unusable:
+        raise typer.Exit(1)
+
+
+@app.command()
+def ingest(
+    inputs: Annotated[list[str], typer.Argument(help="WARC/WET, JSONL, parquet, HTML files or folders; HF dataset folders")],
+    lake: LakeOption = None,
+    workers: Annotated[Optional[int], typer.Option(help="processes (default: up to 2)")] = None,
+    language_threshold: Annotated[float, typer.Option(help="minimum lid.176 score to keep a document")] = 0.65,
+) -> None:
+    """Extract, identify language, filter, redact PII and write documents/clean."""
+    from flows.ingest import ingest_flow
+    from pipelines.ingest import IngestConfig
+    from pipelines.inputs import InputError
+
+    config = IngestConfig(language_threshold=language_threshold, **({"workers": workers} if workers else {}))
+    try:
+        result = ingest_flow(inputs, lake, config)
+    except InputError as e:
+        fail(str(e))
+    print_ingest(result)
+    report_unusable(result)
+
+
+def render(columns: list[str], rows: list[tuple], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps([dict(zip(columns, r)) for r in rows], default=str, ensure_ascii=False, indent=1)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(columns)
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+@app.command()
+def query(
+    sql: Annotated[str, typer.Argument(help="one SQL statement over documents_clean, documents, rejected, manifests")],
+    lake: LakeOption = None,
+    fmt: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
+) -> None:
+    """Ad hoc SQL over the lake (DuckDB, read-only)."""
+    from pipelines.catalog import CatalogError
+    from pipelines.catalog import query as run_query
+    from pipelines.lake import Lake
+
+    if fmt not in ("table", "csv", "json"):
+        fail(f"unknown --format {fmt!r}: use table, csv or json")
+    try:
+        result = run_query(Lake.at(lake), sql)
+    except CatalogError as e:
+        fail(str(e))
+    if fmt == "table":
+        out.print(rich_table("", result.columns, result.rows))
+    else:
+        sys.stdout.write(render(result.columns, result.rows, fmt))
+
+
+@app.command()
+def stats(lake: LakeOption = None) -> None:
+    """Documents, characters and languages in the lake, and why documents were set aside."""
+    from pipelines.catalog import stats as lake_stats
+    from pipelines.lake import Lake
+
+    for title, result in lake_stats(Lake.at(lake)).items():
+        out.print(rich_table(title, result.columns, result.rows))
+
+
+@app.command()
+def run(
+    lake: LakeOption = None,
+    sample_path: Annotated[Path, typer.Option("--sample", help="where the sample WARC is built")] = Path(DEFAULT_SAMPLE),
+    workers: Annotated[Optional[int], typer.Option(help="processes (default: up to 2)")] = None,
+) -> None:
+    """The main job on the embedded default: build the sample corpus, ingest it, summarise."""
+    from flows.end_to_end import end_to_end
+    from pipelines.ingest import IngestConfig
+
+    report = pack_sample([], sample_path, None)
+    out.print(f"sample corpus: {report.pages} pages, {report.bytes / 1e6:.1f} MB → {report.warc_path}")
+    config = IngestConfig(**({"workers": workers} if workers else {}))
+    result = end_to_end(str(sample_path), lake, config)
+    print_ingest(result)
+    out.print(f"lake: {result.lake} · try: lmforge query \"SELECT lang, count(*) FROM documents_clean GROUP BY lang\"")
+    report_unusable(result)
+
+
+def main() -> None:
+    quiet_offline_defaults()
+    app()

@@ -1,0 +1,140 @@
+"""The catalog: DuckDB views over every lake dataset, for ad hoc SQL, opened read-only.
+
+The views live in a small DuckDB file beside the lake (`<lake>/_catalog.duckdb`), rebuilt
+atomically when asked, and every query connection opens it with `read_only=True` so a query can
+read the lake but never change a table or a view. A dataset that does not exist yet still has its
+view (typed, empty), so the same query works before and after a stage first runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+
+import duckdb
+import pyarrow as pa
+from fsspec.implementations.local import LocalFileSystem
+
+from pipelines.lake import DOCUMENTS_CLEAN, DOCUMENTS_DEDUP, MANIFEST, REJECTED, SCHEMAS, Lake, publish
+
+CATALOG_FILE = "_catalog.duckdb"
+
+# view name -> dataset folder
+VIEWS: dict[str, str] = {
+    "documents_clean": DOCUMENTS_CLEAN,
+    "documents": DOCUMENTS_DEDUP,
+    "rejected": REJECTED,
+}
+
+_DUCKDB_TYPES = {
+    pa.string(): "VARCHAR",
+    pa.int32(): "INTEGER",
+    pa.int64(): "BIGINT",
+    pa.float32(): "FLOAT",
+    pa.float64(): "DOUBLE",
+    pa.bool_(): "BOOLEAN",
+}
+
+
+class CatalogError(RuntimeError):
+    pass
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _empty_select(schema: pa.Schema) -> str:
+    columns = ", ".join(f"CAST(NULL AS {_DUCKDB_TYPES[f.type]}) AS {f.name}" for f in schema)
+    return f"SELECT {columns} WHERE false"
+
+
+def _dataset_select(lake: Lake, dataset: str) -> str:
+    if not lake.shards(dataset):
+        return _empty_select(SCHEMAS[dataset])
+    return f"SELECT * FROM read_parquet({_quote(lake.shard_glob(dataset))}, union_by_name = true)"
+
+
+def _manifests_select(lake: Lake) -> str:
+    paths = [lake.path(d, MANIFEST) for d in sorted(set(VIEWS.values())) if lake.fs.exists(lake.path(d, MANIFEST))]
+    if not paths:
+        return "SELECT CAST(NULL AS VARCHAR) AS dataset, CAST(NULL AS BIGINT) AS rows, CAST(NULL AS BIGINT) AS bytes WHERE false"
+    listed = ", ".join(_quote(p) for p in paths)
+    return f"SELECT * FROM read_json([{listed}], union_by_name = true, maximum_object_size = 1 << 28)"
+
+
+def view_definitions(lake: Lake) -> dict[str, str]:
+    views = {name: _dataset_select(lake, dataset) for name, dataset in VIEWS.items()}
+    views["manifests"] = _manifests_select(lake)
+    return views
+
+
+def catalog_path(lake: Lake) -> str:
+    """Where the catalog file lives: in a local lake, else in the user's cache (DuckDB needs a local file)."""
+    if lake.is_local:
+        return lake.path(CATALOG_FILE)
+    cache = os.path.join(os.path.expanduser("~"), ".cache", "lmforge")
+    os.makedirs(cache, exist_ok=True)
+    return os.path.join(cache, f"catalog-{hashlib.sha1(lake.root.encode()).hexdigest()[:12]}.duckdb")
+
+
+def build_catalog(lake: Lake) -> str:
+    """(Re)write the catalog file with one view per dataset; atomic, so readers never see it half-made."""
+    path = catalog_path(lake)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".catalog-", suffix=".duckdb", dir=os.path.dirname(path))
+    os.close(fd)
+    os.unlink(tmp)  # DuckDB wants to create the file itself
+    with duckdb.connect(tmp) as con:
+        for name, select in view_definitions(lake).items():
+            con.execute(f"CREATE VIEW {name} AS {select}")
+    publish(LocalFileSystem(), tmp, path)
+    return path
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    columns: list[str]
+    rows: list[tuple]
+
+    def to_arrow(self) -> pa.Table:
+        return pa.table({c: [r[i] for r in self.rows] for i, c in enumerate(self.columns)})
+
+
+def connect(lake: Lake, refresh: bool = True) -> duckdb.DuckDBPyConnection:
+    """A read-only connection with the lake's views (rebuilt first when `refresh`)."""
+    path = catalog_path(lake)
+    if refresh or not os.path.exists(path):
+        build_catalog(lake)
+    return duckdb.connect(path, read_only=True)
+
+
+def query(lake: Lake, sql: str) -> QueryResult:
+    """Run one SQL statement against the lake's views; errors say what went wrong and what exists."""
+    with connect(lake) as con:
+        try:
+            relation = con.sql(sql)
+        except duckdb.Error as e:
+            raise CatalogError(f"{e}\nviews: {', '.join([*VIEWS, 'manifests'])}") from e
+        if relation is None:  # a statement with no result set
+            return QueryResult([], [])
+        return QueryResult(relation.columns, relation.fetchall())
+
+
+STATS_QUERIES: dict[str, str] = {
+    "documents by language": """
+        SELECT lang, count(*) AS docs, sum(n_chars) AS chars, round(avg(lang_score), 3) AS mean_lang_score
+        FROM documents_clean GROUP BY lang ORDER BY docs DESC, lang""",
+    "rejections by reason": """
+        SELECT stage, step, reason, count(*) AS docs FROM rejected
+        GROUP BY ALL ORDER BY docs DESC, stage, step, reason""",
+    "datasets": "SELECT dataset, rows, bytes, shards, updated FROM manifests ORDER BY dataset",
+}
+
+
+def stats(lake: Lake) -> dict[str, QueryResult]:
+    """The tables `lmforge stats` prints: documents and characters per language, rejections per reason."""
+    with connect(lake) as con:
+        return {title: QueryResult(r.columns, r.fetchall()) for title, sql in STATS_QUERIES.items() if (r := con.sql(sql))}

@@ -1,0 +1,210 @@
+"""Ingest: raw web text → `documents/clean` (partitioned by language) and `documents/rejected`.
+
+A datatrove pipeline, FineWeb's recipe with multilingual settings:
+
+    InputReader (WARC/WET, JSONL, parquet, HF folder, HTML files; bad records flagged)
+    → SetAside (reader's flagged records → rejected)
+    → SandboxedExtraction (trafilatura, per-document timeout)
+    → LanguageID (lid.176 offline, FLORES codes)
+    → Gopher repetition → Gopher quality → C4 quality → FineWeb quality (per language)
+    → PII (e-mails, public IPs)
+    → DocumentsWriter (atomic shards)
+
+Every step that drops a document writes it with its reason to `documents/rejected/ingest/<step>/`.
+A run is named by the fingerprint of its inputs (content hashes) and parameters: rerunning the same
+run skips the tasks datatrove marked complete and redoes the rest, rewriting the same shard names,
+so a killed run resumed equals an uninterrupted one, and ingesting the same input twice is a no-op.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pyarrow.parquet as pq
+from datatrove.data import Document
+from datatrove.executor import LocalPipelineExecutor
+from datatrove.pipeline.base import PipelineStep
+from datatrove.pipeline.extractors import Trafilatura
+from datatrove.pipeline.filters.base_filter import BaseFilter
+from datatrove.pipeline.formatters import PIIFormatter
+from datatrove.utils.stats import PipelineStats
+from pydantic import BaseModel, Field
+
+from pipelines.extract import SandboxedExtraction
+from pipelines.inputs import InputItem
+from pipelines.lake import (
+    DOCUMENTS_CLEAN,
+    REJECTED,
+    STAGING,
+    InputRecord,
+    Lake,
+    RunRecord,
+    fingerprint,
+    lmforge_version,
+    refresh_manifest,
+    utc_now,
+)
+from pipelines.lake_writers import DocumentsWriter, RejectedWriter
+from pipelines.language import LanguageID, lid_model_path
+from pipelines.quality_filters import fineweb_filters
+from pipelines.readers import InputReader
+
+STAGE = "ingest"
+
+
+class IngestConfig(BaseModel):
+    """Parameters of an ingest run (all but `workers` are part of the run's fingerprint)."""
+
+    workers: int = Field(default_factory=lambda: max(1, min(2, os.cpu_count() or 1)), ge=1)
+    max_tasks: int = Field(default=16, ge=1, description="inputs are split into at most this many tasks")
+    extractor: Literal["trafilatura"] = "trafilatura"
+    extraction_timeout: float = Field(default=1.0, gt=0, description="seconds per document (datatrove's default)")
+    language_threshold: float = Field(default=0.65, ge=0, le=1)
+    languages: list[str] | None = Field(default=None, description="lid.176 labels to keep (e.g. en, fr); None = all")
+    redact_pii: bool = True
+
+
+@dataclass
+class IngestResult:
+    run: str
+    lake: str
+    inputs: int
+    documents: int
+    rejected: int
+    by_language: dict[str, int]
+    by_reason: dict[str, int]
+    unusable: list[tuple[str, str]] = field(default_factory=list)  # (file, why)
+    step_stats: list[dict] = field(default_factory=list)
+    logging_dir: str = ""
+
+
+class SetAside(BaseFilter):
+    """Sends the records the reader flagged as unusable (`reject_reason`) to the exclusion dataset."""
+
+    name = "🗃 Set aside unreadable records"
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        reason = doc.metadata.get("reject_reason")
+        return (False, reason) if reason else True
+
+
+def content_hash(item: InputItem) -> str:
+    """sha256 of an input's bytes (a folder: of its files in order), so a rebuilt identical file is the same input."""
+    from fsspec.core import url_to_fs
+
+    fs, root = url_to_fs(item.path)
+    files = sorted(fs.find(root)) if fs.isdir(root) else [root]
+    digest = hashlib.sha256()
+    for name in files:
+        digest.update(os.path.relpath(name, root).encode() if name != root else b"")
+        with fs.open(name, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def plan_run(items: list[InputItem], config: IngestConfig) -> tuple[str, int, list[str]]:
+    """(run fingerprint, number of tasks, input content hashes) for these inputs and parameters."""
+    hashes = [content_hash(i) for i in items]
+    tasks = max(1, min(len(items), config.max_tasks))
+    params = config.model_dump(exclude={"workers"})
+    run = fingerprint({"inputs": [(i.path, h) for i, h in zip(items, hashes)], "params": params, "tasks": tasks})
+    return run, tasks, hashes
+
+
+def build_pipeline(items: list[InputItem], lake: Lake, run: str, config: IngestConfig) -> list[PipelineStep]:
+    def excluded(step: str) -> RejectedWriter:
+        return RejectedWriter(lake, REJECTED, run, STAGE, step)
+
+    steps: list[PipelineStep] = [
+        InputReader(items),
+        SetAside(exclusion_writer=excluded("read")),
+        SandboxedExtraction(Trafilatura(favour_precision=True, timeout=config.extraction_timeout), excluded("extract")),
+        LanguageID(lid_model_path(), config.language_threshold, config.languages, excluded("language")),
+        *fineweb_filters(excluded),
+    ]
+    if config.redact_pii:
+        steps.append(PIIFormatter())
+    steps.append(DocumentsWriter(lake, DOCUMENTS_CLEAN, run))
+    return steps
+
+
+def _merged_stats(executor: LocalPipelineExecutor) -> list[dict]:
+    """Per-step stats over every task of the run, including tasks finished by an earlier, killed attempt."""
+    folder = executor.logging_dir
+    total = PipelineStats()
+    for name in folder.list_files("stats", glob_pattern="*.json"):
+        with folder.open(name, "rt") as f:
+            total += PipelineStats.from_json(json.load(f))
+    return [step.to_dict() for step in total.stats]
+
+
+def _run_outputs(lake: Lake, run: str) -> tuple[Counter, Counter, list[tuple[str, str]]]:
+    """Kept documents per language, rejections per reason and unusable files, read back from the lake."""
+    by_lang: Counter = Counter()
+    for shard in lake.shards(DOCUMENTS_CLEAN):
+        if run in os.path.basename(shard):
+            lang = shard.rsplit("lang=", 1)[-1].split("/", 1)[0]
+            with lake.fs.open(shard, "rb") as f:
+                by_lang[lang] += pq.ParquetFile(f).metadata.num_rows
+    by_reason: Counter = Counter()
+    unusable: list[tuple[str, str]] = []
+    for shard in lake.shards(REJECTED):
+        name = os.path.basename(shard)
+        if run not in name:
+            continue
+        with lake.fs.open(shard, "rb") as f:
+            table = pq.read_table(f, columns=["reason", "source", "detail", "unusable_file"])
+        for row in table.to_pylist():
+            by_reason[row["reason"]] += 1
+            if row["unusable_file"]:
+                unusable.append((row["source"], row["detail"] or row["reason"]))
+    return by_lang, by_reason, sorted(unusable)
+
+
+def run_ingest(items: list[InputItem], lake: Lake, config: IngestConfig | None = None) -> IngestResult:
+    """Ingest `items` into the lake; resumable and idempotent (see module docstring)."""
+    config = config or IngestConfig()
+    if not items:
+        raise ValueError("nothing to ingest: no input files were given")
+    started = utc_now()
+    run, tasks, hashes = plan_run(items, config)
+    staging = lake.path(STAGING, run)
+    if lake.fs.exists(staging):  # whatever a killed attempt left half-written
+        lake.fs.rm(staging, recursive=True)
+    executor = LocalPipelineExecutor(
+        pipeline=build_pipeline(items, lake, run, config),
+        tasks=tasks,
+        workers=min(config.workers, tasks),
+        logging_dir=lake.path(DOCUMENTS_CLEAN, "_datatrove", run),
+    )
+    executor.run()
+    record = RunRecord(
+        run=run,
+        stage=STAGE,
+        parameters=config.model_dump(exclude={"workers"}) | {"tasks": tasks},
+        inputs=[InputRecord(path=i.path, size=i.size, mtime_ns=i.mtime_ns, sha256=h) for i, h in zip(items, hashes)],
+        started=started,
+        finished=utc_now(),
+        lmforge_version=lmforge_version(),
+    )
+    refresh_manifest(lake, DOCUMENTS_CLEAN, [record])
+    refresh_manifest(lake, REJECTED, [record])
+    by_lang, by_reason, unusable = _run_outputs(lake, run)
+    return IngestResult(
+        run=run,
+        lake=lake.root,
+        inputs=len(items),
+        documents=sum(by_lang.values()),
+        rejected=sum(by_reason.values()),
+        by_language=dict(by_lang.most_common()),
+        by_reason=dict(by_reason.most_common()),
+        unusable=unusable,
+        step_stats=_merged_stats(executor),
+        logging_dir=lake.path(DOCUMENTS_CLEAN, "_datatrove", run),
+    )

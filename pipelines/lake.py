@@ -1,0 +1,255 @@
+"""The lake: the one contract every stage shares (DESIGN §3).
+
+A lake is a directory or an fsspec URL. Each dataset is a folder of parquet shards plus a
+`_manifest.json`; shards and manifests only ever appear complete (written under a temporary
+name, then renamed), so a reader never sees half a file and a killed stage can simply rerun.
+This module knows the layout, the schemas and how to write atomically; it does no stage work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from typing import Any, Iterable
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
+from pydantic import BaseModel, Field
+
+SCHEMA_VERSION = 1
+LAKE_ENV = "LMFORGE_LAKE"
+DEFAULT_LAKE = "./lake"
+
+DOCUMENTS_CLEAN = "documents/clean"
+DOCUMENTS_DEDUP = "documents/dedup"
+REJECTED = "documents/rejected"
+STAGING = "_staging"
+MANIFEST = "_manifest.json"
+
+# Documents: the text of one web page (or record) and what we know about it.
+DOCUMENTS_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("text", pa.string(), nullable=False),
+        pa.field("url", pa.string()),
+        pa.field("source", pa.string(), metadata={"doc": "input file the document came from"}),
+        pa.field("lang", pa.string(), metadata={"doc": "FLORES-style code, e.g. eng_Latn"}),
+        pa.field("lang_score", pa.float32()),
+        pa.field("n_chars", pa.int32()),
+        pa.field("n_words", pa.int32(), metadata={"doc": "whitespace-separated words"}),
+        pa.field("date", pa.string()),
+        pa.field("content_type", pa.string(), metadata={"doc": "what the source held: text/html or text/plain"}),
+        pa.field("minhash_cluster_size", pa.int32(), metadata={"doc": "set by dedup"}),
+    ]
+)
+
+# Rejected: every document or record a stage set aside, with the reason, so nothing is lost.
+REJECTED_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("stage", pa.string(), nullable=False),
+        pa.field("step", pa.string(), nullable=False),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("detail", pa.string()),
+        pa.field("source", pa.string()),
+        pa.field("url", pa.string()),
+        pa.field("lang", pa.string()),
+        pa.field("text", pa.string()),
+        pa.field("n_chars", pa.int32()),
+        pa.field("unusable_file", pa.bool_()),
+        pa.field("run", pa.string(), metadata={"doc": "fingerprint of the run that set it aside"}),
+    ]
+)
+
+SCHEMAS: dict[str, pa.Schema] = {
+    DOCUMENTS_CLEAN: DOCUMENTS_SCHEMA,
+    DOCUMENTS_DEDUP: DOCUMENTS_SCHEMA,
+    REJECTED: REJECTED_SCHEMA,
+}
+
+
+def lmforge_version() -> str:
+    try:
+        return metadata.version("lmforge")
+    except metadata.PackageNotFoundError:  # running from a source tree without install
+        return "0+unknown"
+
+
+def default_lake_root() -> str:
+    """The lake root chosen by the environment (read at call time, never at import)."""
+    return os.environ.get(LAKE_ENV, DEFAULT_LAKE)
+
+
+@dataclass(frozen=True)
+class Lake:
+    """A lake root on any fsspec filesystem; local paths are made absolute."""
+
+    root: str
+
+    @classmethod
+    def at(cls, root: str | os.PathLike[str] | None = None) -> Lake:
+        root = str(root) if root is not None else default_lake_root()
+        if "://" not in root:
+            root = os.path.abspath(os.path.expanduser(root))
+        return cls(root.rstrip("/") or "/")
+
+    @property
+    def fs(self) -> fsspec.AbstractFileSystem:
+        return fsspec.url_to_fs(self.root)[0]
+
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.fs, LocalFileSystem)
+
+    def path(self, *parts: str) -> str:
+        return posixpath.join(self.root, *parts)
+
+    def exists(self, dataset: str) -> bool:
+        return self.fs.exists(self.path(dataset))
+
+    def shards(self, dataset: str) -> list[str]:
+        """Every complete parquet shard of a dataset, sorted (temporary files never match)."""
+        base = self.path(dataset)
+        if not self.fs.exists(base):
+            return []
+        fs = self.fs
+        base = fs._strip_protocol(base)
+        found = [p for p in fs.glob(posixpath.join(base, "**", "*.parquet")) if "/_" not in p[len(base) :]]
+        return sorted(p if self.is_local else fs.unstrip_protocol(p) for p in found)
+
+    def shard_glob(self, dataset: str) -> str:
+        """A glob over the dataset's shards that DuckDB and pyarrow understand."""
+        return self.path(dataset, "**", "*.parquet")
+
+
+# --- atomic writes -----------------------------------------------------------------------------
+
+
+def _tmp_name(path: str) -> str:
+    head, tail = posixpath.split(path)
+    return posixpath.join(head, f".{tail}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+def atomic_write_bytes(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
+    """Write `data` so that `path` holds either the old content or all of the new, never a part."""
+    fs.makedirs(posixpath.dirname(path), exist_ok=True)
+    tmp = _tmp_name(path)
+    with fs.open(tmp, "wb") as f:
+        f.write(data)
+    publish(fs, tmp, path)
+
+
+def publish(fs: fsspec.AbstractFileSystem, tmp: str, path: str) -> None:
+    """Move a finished file into place (an atomic rename on local disks)."""
+    fs.makedirs(posixpath.dirname(path), exist_ok=True)
+    if isinstance(fs, LocalFileSystem):
+        os.replace(tmp, path)
+    else:
+        fs.mv(tmp, path)
+
+
+def write_table(lake: Lake, dataset: str, name: str, table: pa.Table) -> str:
+    """Write one complete shard (zstd, ~100k-row row groups) atomically; returns its path."""
+    path = lake.path(dataset, name)
+    fs = lake.fs
+    fs.makedirs(posixpath.dirname(path), exist_ok=True)
+    tmp = _tmp_name(path)
+    with fs.open(tmp, "wb") as f:
+        pq.write_table(table, f, compression="zstd", row_group_size=100_000)
+    publish(fs, tmp, path)
+    return path
+
+
+# --- manifests ---------------------------------------------------------------------------------
+
+
+class InputRecord(BaseModel):
+    path: str
+    size: int
+    mtime_ns: int
+    sha256: str | None = None
+
+
+class RunRecord(BaseModel):
+    """One run of a stage that wrote into the dataset."""
+
+    run: str = Field(description="fingerprint of inputs + parameters")
+    stage: str
+    parameters: dict[str, Any]
+    inputs: list[InputRecord]
+    started: str
+    finished: str
+    lmforge_version: str
+
+
+class Manifest(BaseModel):
+    schema_version: int = SCHEMA_VERSION
+    dataset: str
+    rows: int = 0
+    bytes: int = 0
+    shards: int = 0
+    columns: list[str] = []
+    runs: list[RunRecord] = []
+    updated: str = ""
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def fingerprint(payload: Any) -> str:
+    """A short stable hash of any JSON-serialisable value (inputs + parameters of a run)."""
+    blob = json.dumps(payload, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def read_manifest(lake: Lake, dataset: str) -> Manifest | None:
+    path = lake.path(dataset, MANIFEST)
+    fs = lake.fs
+    if not fs.exists(path):
+        return None
+    with fs.open(path, "rb") as f:
+        return Manifest.model_validate_json(f.read())
+
+
+def refresh_manifest(lake: Lake, dataset: str, new_runs: Iterable[RunRecord] = ()) -> Manifest:
+    """Recount the dataset from its shard footers, add `new_runs`, and write the manifest atomically."""
+    previous = read_manifest(lake, dataset) or Manifest(dataset=dataset)
+    runs = {r.run: r for r in previous.runs}
+    for r in new_runs:
+        runs[r.run] = r
+    rows = size = 0
+    shards = lake.shards(dataset)
+    fs = lake.fs
+    for shard in shards:
+        with fs.open(shard, "rb") as f:
+            rows += pq.ParquetFile(f).metadata.num_rows
+        size += fs.size(shard)
+    schema = SCHEMAS.get(dataset)
+    manifest = Manifest(
+        dataset=dataset,
+        rows=rows,
+        bytes=size,
+        shards=len(shards),
+        columns=schema.names if schema is not None else previous.columns,
+        runs=sorted(runs.values(), key=lambda r: r.started),
+        updated=utc_now(),
+    )
+    atomic_write_bytes(fs, lake.path(dataset, MANIFEST), manifest.model_dump_json(indent=2).encode())
+    return manifest
+
+
+def ingested_inputs(lake: Lake, dataset: str = DOCUMENTS_CLEAN) -> set[tuple[str, int, int]]:
+    """(path, size, mtime_ns) of every input a finished run already took in."""
+    manifest = read_manifest(lake, dataset)
+    if manifest is None:
+        return set()
+    return {(i.path, i.size, i.mtime_ns) for r in manifest.runs for i in r.inputs}

@@ -1,0 +1,155 @@
+"""FineWeb's quality filters with per-language settings, so non-English text is not wiped out.
+
+datatrove's Gopher, C4 and FineWeb filters take one `language` and English defaults. A multilingual
+crawl needs each document judged by the rules of its own language (what FineWeb-2 did), so
+`PerLanguage` routes every document to a filter built for its `lang` on first sight. What we change
+from the English settings, and why:
+
+- **word splitting**: the language's own word tokenizer from datatrove's table (spaCy, with jieba
+  for Chinese and Sudachi for Japanese); if its package is missing we fall back to datatrove's
+  whitespace tokenizer and log it once, instead of crashing the run.
+- **stop words** (Gopher "at least 2 stop words"): Gopher's 8 English words for English; spaCy's
+  stop-word list of the language elsewhere; the check is off where spaCy has no list.
+- **scripts written without spaces** (Han, Japanese, Thai, Khmer, Lao, Myanmar, Tibetan): Gopher's
+  average-word-length bounds (3–10 characters) and C4's "≥ 3 words per line" measure whitespace
+  words, which such text does not have; both are switched off for them.
+- C4's terminal-punctuation line filter stays off for every language (as in FineWeb); the other C4
+  and FineWeb thresholds and the Gopher repetition thresholds are FineWeb's, for all languages.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import os
+from dataclasses import dataclass
+from functools import cache
+from typing import Callable
+
+from datatrove.data import Document
+from datatrove.pipeline.filters import (
+    C4QualityFilter,
+    FineWebQualityFilter,
+    GopherQualityFilter,
+    GopherRepetitionFilter,
+)
+from datatrove.pipeline.filters.base_filter import BaseFilter
+from datatrove.pipeline.filters.gopher_quality_filter import STOP_WORDS as GOPHER_STOP_WORDS
+from datatrove.pipeline.writers.disk_base import DiskWriter
+from datatrove.utils._import_utils import ASSETS_PATH
+from datatrove.utils.word_tokenizers import WhitespaceTokenizer, WordTokenizer, load_word_tokenizer
+from loguru import logger
+
+UNSPACED_SCRIPTS = frozenset({"Hani", "Hans", "Hant", "Jpan", "Thai", "Khmr", "Laoo", "Mymr", "Tibt"})
+
+
+@dataclass(frozen=True)
+class LanguageRules:
+    """What the filters need to know about one language."""
+
+    lang: str
+    words: str | WordTokenizer  # datatrove language key, or a tokenizer object when we had to fall back
+    spaced: bool
+    stop_words: frozenset[str] | None
+
+
+@cache
+def _spacy_codes() -> dict[str, str]:
+    """FLORES-style code -> spaCy language code, from datatrove's tokenizer table."""
+    with open(os.path.join(ASSETS_PATH, "tokenizer_assignment.csv"), newline="") as f:
+        return {
+            f"{row['code_3']}_{row['script']}": row["tok_code"]
+            for row in csv.DictReader(f)
+            if row["type"] == "SpaCyTokenizer" and row["tok_code"] and row["proxy"] == "FALSE"
+        }
+
+
+def _stop_words(lang: str) -> frozenset[str] | None:
+    if lang == "eng_Latn":
+        return frozenset(GOPHER_STOP_WORDS)
+    code = _spacy_codes().get(lang)
+    if not code:
+        return None
+    try:
+        return frozenset(importlib.import_module(f"spacy.lang.{code}.stop_words").STOP_WORDS)
+    except ImportError:
+        return None
+
+
+def _word_tokenizer(lang: str) -> str | WordTokenizer:
+    try:
+        load_word_tokenizer(lang).word_tokenize("probe text")
+        return lang
+    except Exception as e:  # no table entry, or its package is not installed
+        logger.warning(f"no word tokenizer for {lang} ({e}); splitting its words on whitespace")
+        return WhitespaceTokenizer()
+
+
+@cache
+def rules_for(lang: str) -> LanguageRules:
+    script = lang.rsplit("_", 1)[-1]
+    return LanguageRules(
+        lang=lang,
+        words=_word_tokenizer(lang),
+        spaced=script not in UNSPACED_SCRIPTS,
+        stop_words=_stop_words(lang),
+    )
+
+
+def gopher_repetition(rules: LanguageRules) -> BaseFilter:
+    return GopherRepetitionFilter(language=rules.words)
+
+
+def gopher_quality(rules: LanguageRules) -> BaseFilter:
+    return GopherQualityFilter(
+        min_avg_word_length=3 if rules.spaced else None,
+        max_avg_word_length=10 if rules.spaced else None,
+        min_stop_words=2 if rules.stop_words else None,
+        stop_words=sorted(rules.stop_words or ()),
+        language=rules.words,
+    )
+
+
+def c4_quality(rules: LanguageRules) -> BaseFilter:
+    return C4QualityFilter(
+        filter_no_terminal_punct=False,
+        min_words_per_line=3 if rules.spaced else -1,
+        language=rules.words,
+    )
+
+
+def fineweb_quality(rules: LanguageRules) -> BaseFilter:
+    return FineWebQualityFilter(language=rules.words)
+
+
+class PerLanguage(BaseFilter):
+    """Applies, to each document, the filter that `make` builds for the document's `lang`."""
+
+    def __init__(
+        self,
+        make: Callable[[LanguageRules], BaseFilter],
+        name: str,
+        exclusion_writer: DiskWriter | None = None,
+    ) -> None:
+        super().__init__(exclusion_writer)
+        self.make = make
+        self.name = name
+        self._filters: dict[str, BaseFilter] = {}
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        lang = doc.metadata["lang"]
+        inner = self._filters.get(lang)
+        if inner is None:
+            inner = self._filters[lang] = self.make(rules_for(lang))
+        return inner.filter(doc)
+
+
+def fineweb_filters(exclusions: Callable[[str], DiskWriter]) -> list[BaseFilter]:
+    """FineWeb's filter chain in FineWeb's order, each setting aside what it drops."""
+    chain: list[tuple[str, Callable[[LanguageRules], BaseFilter]]] = [
+        ("gopher_repetition", gopher_repetition),
+        ("gopher_quality", gopher_quality),
+        ("c4_quality", c4_quality),
+        ("fineweb_quality", fineweb_quality),
+    ]
+    return [PerLanguage(make, f"{step} (per language)", exclusions(step)) for step, make in chain]
