@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import fsspec
 import pyarrow as pa
@@ -97,6 +97,7 @@ class Lake:
     @classmethod
     def at(cls, root: str | os.PathLike[str] | None = None) -> Lake:
         root = str(root) if root is not None else default_lake_root()
+        root = root.removeprefix("file://")
         if "://" not in root:
             root = os.path.abspath(os.path.expanduser(root))
         return cls(root.rstrip("/") or "/")
@@ -140,10 +141,19 @@ def _tmp_name(path: str) -> str:
 
 def atomic_write_bytes(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
     """Write `data` so that `path` holds either the old content or all of the new, never a part."""
+    _write_then_publish(fs, path, lambda f: f.write(data))
+
+
+def _write_then_publish(fs: fsspec.AbstractFileSystem, path: str, write: Callable[[Any], object]) -> None:
     fs.makedirs(posixpath.dirname(path), exist_ok=True)
     tmp = _tmp_name(path)
-    with fs.open(tmp, "wb") as f:
-        f.write(data)
+    try:
+        with fs.open(tmp, "wb") as f:
+            write(f)
+    except BaseException:
+        if fs.exists(tmp):
+            fs.rm(tmp)
+        raise
     publish(fs, tmp, path)
 
 
@@ -159,12 +169,7 @@ def publish(fs: fsspec.AbstractFileSystem, tmp: str, path: str) -> None:
 def write_table(lake: Lake, dataset: str, name: str, table: pa.Table) -> str:
     """Write one complete shard (zstd, ~100k-row row groups) atomically; returns its path."""
     path = lake.path(dataset, name)
-    fs = lake.fs
-    fs.makedirs(posixpath.dirname(path), exist_ok=True)
-    tmp = _tmp_name(path)
-    with fs.open(tmp, "wb") as f:
-        pq.write_table(table, f, compression="zstd", row_group_size=100_000)
-    publish(fs, tmp, path)
+    _write_then_publish(lake.fs, path, lambda f: pq.write_table(table, f, compression="zstd", row_group_size=100_000))
     return path
 
 
