@@ -1,0 +1,124 @@
+"""Small real inputs for the ingest tests: prose that passes FineWeb's filters, pages, WARCs, JSONL."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from pathlib import Path
+from typing import Iterable
+
+from warcio.statusandheaders import StatusAndHeaders
+from warcio.warcwriter import WARCWriter
+
+# Original paragraphs, long enough (and written plainly enough) to pass the Gopher, C4 and FineWeb rules.
+PROSE: dict[str, list[str]] = {
+    "en": [
+        "The village library opens early on market days, and the farmers who come to town often stop there "
+        "before they sell their vegetables.",
+        "Most of them borrow books about the weather, because a good harvest depends on knowing when the rain "
+        "will come and how long it will stay.",
+        "The librarian keeps a notebook with the names of the regular visitors and the titles that they have "
+        "asked for during the past year.",
+        "Children arrive in the afternoon, when school is over, and they read comics at the long wooden table "
+        "near the window that looks over the square.",
+        "In winter the room is warm and quiet, and some of the older people spend whole afternoons there with "
+        "a newspaper and a cup of tea from the machine.",
+        "Nobody remembers exactly when the library was founded, but the oldest stamp inside the books shows a "
+        "date from the years before the war.",
+    ],
+    "fr": [
+        "La bibliothèque du village ouvre tôt les jours de marché, et les agriculteurs qui viennent en ville "
+        "s'y arrêtent souvent avant de vendre leurs légumes.",
+        "La plupart d'entre eux empruntent des livres sur le temps qu'il fera, car une bonne récolte dépend de "
+        "la pluie et du moment où elle arrive.",
+        "La bibliothécaire tient un carnet avec les noms des visiteurs réguliers et les titres qu'ils ont "
+        "demandés pendant toute l'année passée.",
+        "Les enfants arrivent l'après-midi, après l'école, et ils lisent des bandes dessinées à la grande table "
+        "en bois près de la fenêtre qui donne sur la place.",
+        "En hiver la salle est chaude et calme, et certaines personnes âgées y passent des après-midi entiers "
+        "avec un journal et une tasse de thé.",
+        "Personne ne se souvient de la date exacte de sa fondation, mais le plus vieux tampon dans les livres "
+        "montre une année d'avant la guerre.",
+    ],
+    "de": [
+        "Die Bibliothek des Dorfes öffnet an Markttagen sehr früh, und die Bauern, die in die Stadt kommen, "
+        "halten dort oft an, bevor sie ihr Gemüse verkaufen.",
+        "Die meisten von ihnen leihen Bücher über das Wetter aus, denn eine gute Ernte hängt davon ab, wann "
+        "der Regen kommt und wie lange er bleibt.",
+        "Die Bibliothekarin führt ein Heft mit den Namen der Stammgäste und den Titeln, nach denen sie im "
+        "letzten Jahr gefragt haben.",
+        "Die Kinder kommen am Nachmittag nach der Schule und lesen Comics an dem langen Holztisch neben dem "
+        "Fenster, das auf den Platz hinausgeht.",
+        "Im Winter ist der Raum warm und ruhig, und manche älteren Leute verbringen dort ganze Nachmittage mit "
+        "einer Zeitung und einer Tasse Tee.",
+        "Niemand weiß mehr genau, wann die Bibliothek gegründet wurde, aber der älteste Stempel in den Büchern "
+        "zeigt ein Jahr aus der Zeit vor dem Krieg.",
+    ],
+    "ja": [
+        "村の図書館は市場の日には朝早く開き、町に来た農家の人たちは野菜を売る前によくそこに立ち寄ります。",
+        "多くの人は天気についての本を借ります。良い収穫は、雨がいつ降り、どれくらい続くかを知ることにかかっているからです。",
+        "司書は常連の名前と、去年一年の間に頼まれた本の題名を書いたノートを持っています。",
+        "子どもたちは学校が終わった午後にやって来て、広場が見える窓のそばの長い木の机で漫画を読みます。",
+        "冬になると部屋は暖かく静かで、お年寄りの中には新聞とお茶を手に、午後をまるごとそこで過ごす人もいます。",
+        "図書館がいつできたのかを正確に覚えている人はいませんが、本の中の一番古い印は戦争の前の年を示しています。",
+    ],
+}
+
+
+def page(lang: str, title: str = "Village library", extra: str = "") -> str:
+    """A plain HTML page around the prose of one language."""
+    body = "\n".join(f"<p>{p}</p>" for p in PROSE[lang])
+    return (
+        f'<!DOCTYPE html>\n<html lang="{lang}"><head><meta charset="utf-8"><title>{title}</title></head>\n'
+        f"<body><nav><a href='/'>Home</a></nav><article><h1>{title}</h1>\n{body}\n{extra}</article>"
+        f"<footer>Contact</footer></body></html>"
+    )
+
+
+def plain(lang: str) -> str:
+    return "\n".join(PROSE[lang])
+
+
+def response(
+    uri: str,
+    body: bytes,
+    content_type: str | None = "text/html; charset=utf-8",
+    payload_type: str | None = "text/html",
+) -> dict:
+    return {"uri": uri, "body": body, "content_type": content_type, "payload_type": payload_type}
+
+
+def write_warc(path: Path, records: Iterable[dict], gz: bool = True) -> Path:
+    """A WARC with a warcinfo record and one `response` record per item of `records`."""
+    buffer = io.BytesIO()
+    writer = WARCWriter(buffer, gzip=gz)
+    writer.write_record(writer.create_warcinfo_record(path.name, {"software": "lmforge-tests"}))
+    for r in records:
+        headers = [("Content-Length", str(len(r["body"])))]
+        if r["content_type"]:
+            headers.append(("Content-Type", r["content_type"]))
+        warc_headers = {"WARC-Identified-Payload-Type": r["payload_type"]} if r["payload_type"] else {}
+        record = writer.create_warc_record(
+            r["uri"],
+            "response",
+            payload=io.BytesIO(r["body"]),
+            http_headers=StatusAndHeaders("200 OK", headers, protocol="HTTP/1.1"),
+            warc_headers_dict=warc_headers,
+        )
+        writer.write_record(record)
+    path.write_bytes(buffer.getvalue())
+    return path
+
+
+def write_jsonl(path: Path, rows: Iterable[dict | str | bytes], gz: bool = False) -> Path:
+    """JSONL where a dict becomes a JSON line and str/bytes are written as they are (to plant bad lines)."""
+    lines = []
+    for row in rows:
+        if isinstance(row, dict):
+            lines.append(json.dumps(row, ensure_ascii=False).encode())
+        else:
+            lines.append(row if isinstance(row, bytes) else row.encode())
+    data = b"\n".join(lines) + b"\n"
+    path.write_bytes(gzip.compress(data) if gz else data)
+    return path
