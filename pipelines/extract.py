@@ -24,10 +24,10 @@ class SandboxedExtraction(PipelineStep):
     type = "🛢 - EXTRAC"
 
     def __init__(self, extractor: BaseExtractor, exclusion_writer: DiskWriter) -> None:
+        self.name = f"{extractor.name} (sandboxed, {extractor.timeout:g}s/doc)"  # names the step's stats
         super().__init__()
         self.extractor = extractor
         self.exclusion_writer = exclusion_writer
-        self.name = f"{extractor.name} (sandboxed, {extractor.timeout:g}s/doc)"
 
     def _extract(self, sandbox: ExtractorSandbox, doc: Document) -> tuple[str, str] | None:
         """Returns (reason, detail) when the document must be set aside, else None (doc.text replaced)."""

@@ -131,9 +131,9 @@ class PerLanguage(BaseFilter):
         name: str,
         exclusion_writer: DiskWriter | None = None,
     ) -> None:
+        self.name = name  # before the base constructor, which names the step's stats
         super().__init__(exclusion_writer)
         self.make = make
-        self.name = name
         self._filters: dict[str, BaseFilter] = {}
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:

@@ -6,7 +6,8 @@ Shared by WARC records and standalone HTML files so both follow one policy:
 2. binary (signature or many control bytes) -> ``binary_body``
 3. stray NUL bytes are stripped (counted by the caller), the page is kept
 4. charset, first strict decode wins:
-   BOM -> UTF-8 -> HTTP ``charset`` -> ``<meta charset>`` / ``http-equiv`` /
+   BOM -> UTF-8 (also "almost UTF-8": a few broken bytes among many valid
+   multi-byte sequences) -> HTTP ``charset`` -> ``<meta charset>`` / ``http-equiv`` /
    XML declaration -> detection (cchardet if confident, else
    charset-normalizer). A declared catch-all single-byte charset
    (latin-1/windows-1252/ascii) decodes *anything*, so it loses to a confident
@@ -151,6 +152,8 @@ def _decode_unknown(body: bytes, declared: str | None, markup: bool, nul_bytes: 
         return _checked(body.decode("utf-8"), "utf-8", nul_bytes, 0)
     except UnicodeDecodeError:
         pass
+    if (mostly := _mostly_utf8(body, nul_bytes)) is not None:
+        return mostly
     tried: list[str] = ["utf-8"]
     cchardet_guess = _Lazy(lambda: _cchardet(body))
     for label in (declared, markup_charset(body) if markup else None):
@@ -184,11 +187,28 @@ def _decode_unknown(body: bytes, declared: str | None, markup: bool, nul_bytes: 
     return _checked(best_text, best_charset, nul_bytes, best_count)
 
 
+def _mostly_utf8(body: bytes, nul_bytes: int) -> DecodedBody | None:
+    """UTF-8 with a few broken bytes stays UTF-8 (with replacements).
+
+    Otherwise a detector happily picks a single-byte charset that decodes
+    "strictly" and turns every correct non-ASCII character into mojibake.
+    Valid multi-byte UTF-8 sequences rarely occur by chance in legacy
+    encodings, so many of them next to few errors is strong evidence.
+    """
+    text = body.decode("utf-8", "replace")
+    replacements = text.count("\ufffd")
+    valid_non_ascii = len(text) - len(text.encode("ascii", "ignore")) - replacements
+    if replacements / len(text) <= MAX_REPLACEMENT_RATIO and valid_non_ascii >= 4 * replacements:
+        return _checked(text, "utf-8", nul_bytes, replacements)
+    return None
+
+
 def _checked(text: str, charset: str, nul_bytes: int, replacements: int) -> DecodedBody:
     if not text or text.isspace():
         return DecodedBody(text, charset, "empty_body", "body decodes to only whitespace", nul_bytes, replacements)
     if replacements and replacements / len(text) > MAX_REPLACEMENT_RATIO:
-        detail = f"{replacements} of {len(text)} characters ({replacements * 100 / len(text):.1f}%) undecodable as {charset}"
+        share = replacements * 100 / len(text)
+        detail = f"{replacements} of {len(text)} characters ({share:.1f}%) undecodable as {charset}"
         return DecodedBody(text, charset, "invalid_encoding", detail, nul_bytes, replacements)
     return DecodedBody(text, charset, None, None, nul_bytes, replacements)
 

@@ -134,6 +134,15 @@ def looks_like_html(body: bytes) -> bool:
     return _HTML_TAG.search(head) is not None
 
 
+def specific_type(labels: Sequence[str | None]) -> str | None:
+    """First declared type that actually says something (not generic/unknown)."""
+    for label in labels:
+        mime = mime_of(label)
+        if mime and ("html" in mime or mime not in _GENERIC_TYPES):
+            return mime
+    return None
+
+
 def classify_html(labels: Sequence[str | None], body: bytes) -> str | None:
     """None when the payload should be treated as HTML, else why it is not.
 

@@ -1,0 +1,56 @@
+"""Per-language quality rules: non-English text is judged by its own language, not wiped out."""
+
+from __future__ import annotations
+
+from datatrove.data import Document
+from datatrove.pipeline.filters import C4QualityFilter, GopherQualityFilter
+
+from builders import plain
+from pipelines.language import LanguageID, lid_model_path, to_flores
+from pipelines.quality_filters import PerLanguage, c4_quality, gopher_quality, rules_for
+
+
+def doc(text: str, lang: str) -> Document:
+    return Document(text=text, id="x", metadata={"lang": lang})
+
+
+def test_japanese_prose_passes_its_own_rules_but_not_the_english_defaults():
+    text = plain("ja")
+    assert GopherQualityFilter().filter(doc(text, "jpn_Jpan")) != True  # noqa: E712 - English rules reject it
+    assert C4QualityFilter(filter_no_terminal_punct=False).filter(doc(text, "jpn_Jpan")) != True  # noqa: E712
+    rules = rules_for("jpn_Jpan")
+    assert not rules.spaced and "の" in rules.stop_words
+    assert gopher_quality(rules).filter(doc(text, "jpn_Jpan")) is True
+    assert c4_quality(rules).filter(doc(plain("ja"), "jpn_Jpan")) is True
+
+
+def test_french_and_german_use_their_own_stop_words():
+    for code, lang in (("fr", "fra_Latn"), ("de", "deu_Latn")):
+        rules = rules_for(lang)
+        assert rules.spaced and len(rules.stop_words) > 100
+        assert gopher_quality(rules).filter(doc(plain(code), lang)) is True
+    assert rules_for("eng_Latn").stop_words == {"the", "be", "to", "of", "and", "that", "have", "with"}
+
+
+def test_per_language_filter_routes_each_document_and_keeps_reasons():
+    step = PerLanguage(gopher_quality, "gopher_quality")
+    assert step.filter(doc(plain("de"), "deu_Latn")) is True
+    assert step.filter(doc("Viel zu kurz.", "deu_Latn")) == (False, "gopher_short_doc")
+    assert step.filter(doc(plain("ja"), "jpn_Jpan")) is True
+    assert set(step._filters) == {"deu_Latn", "jpn_Jpan"}
+
+
+def test_a_language_without_a_word_tokenizer_falls_back_to_whitespace():
+    rules = rules_for("xyz_Latn")
+    assert not isinstance(rules.words, str) and rules.stop_words is None
+    assert gopher_quality(rules).filter(doc(plain("en"), "xyz_Latn")) is True
+
+
+def test_language_id_labels_with_flores_codes_offline():
+    lid = LanguageID(lid_model_path())
+    for code, lang in (("en", "eng_Latn"), ("fr", "fra_Latn"), ("de", "deu_Latn"), ("ja", "jpn_Jpan")):
+        d = Document(text=plain(code), id=code)
+        assert lid.filter(d) is True and d.metadata["lang"] == lang and d.metadata["lang_score"] > 0.9
+    gibberish = Document(text="zx qv 12 ## kk", id="g")
+    assert lid.filter(gibberish) == (False, "language_score_below_threshold")
+    assert to_flores("zh") == "cmn_Hani" and to_flores("als") == "als_Latn"
