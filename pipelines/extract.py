@@ -5,6 +5,11 @@ datatrove's `BaseExtractor.run` runs the extractor in a subprocess with a per-do
 counter. This step keeps the sandbox and the extractor and sends those documents to the
 exclusion dataset with their reason (`extraction_timeout`, `extraction_crashed`,
 `extraction_error`, `no_text_extracted`). Plain-text documents (WET, JSONL, parquet) pass through.
+
+Extracted text is tidied line by line (trailing whitespace and blank lines dropped; indentation
+kept, code needs it): trafilatura
+keeps the source's indentation inside paragraphs, and on real XHTML (the Debian handbook) the
+resulting tab-only lines made a third of a page "duplicate lines" for Gopher's repetition filter.
 """
 
 from __future__ import annotations
@@ -16,6 +21,11 @@ from datatrove.pipeline.writers.disk_base import DiskWriter
 from datatrove.utils.typeshelper import StatHints
 
 HTML = "text/html"
+
+
+def tidy_lines(text: str) -> str:
+    """Drop trailing whitespace and blank lines; the filters count lines, and blank ones are noise."""
+    return "\n".join(kept for line in text.splitlines() if (kept := line.rstrip()))
 
 
 class SandboxedExtraction(PipelineStep):
@@ -39,7 +49,8 @@ class SandboxedExtraction(PipelineStep):
             return "extraction_crashed", "the extractor process died (e.g. out of memory)"
         except Exception as e:  # the extractor raised on this document
             return "extraction_error", f"{type(e).__name__}: {e}"[:500]
-        if not text or not text.strip():
+        text = tidy_lines(text or "")
+        if not text:
             return "no_text_extracted", "the extractor found no main text"
         doc.text = text
         return None

@@ -209,3 +209,44 @@ def test_a_killed_ingest_resumes_to_exactly_the_uninterrupted_result(tmp_path):
     assert ingest_in_subprocess(Path(killed.root), inputs).wait(timeout=300) == 0
     assert lake_contents(killed) == lake_contents(reference)
     assert len(lake_contents(reference)[0]) == 8 * len(PROSE)
+
+
+def test_huge_and_deeply_nested_pages_are_set_aside_or_kept_never_lost(tmp_path):
+    huge = ("<html><body>" + "<p>" + "word " * 6_000_000 + "</p></body></html>").encode()  # 30 MB
+    nested = ("<html><body>" + "<div>" * 10_000 + plain("en") + "</div>" * 10_000 + "</body></html>").encode()
+    warc = write_warc(
+        tmp_path / "big.warc.gz",
+        [
+            response("https://example.org/huge", huge),
+            response("https://example.org/nested", nested),
+            response("https://example.org/good", page("en").encode()),
+        ],
+    )
+    lake = Lake.at(tmp_path / "lake")
+    result = run_ingest(resolve_inputs([str(warc)]), lake, IngestConfig(workers=1))
+    kept = {d["url"] for d in table(lake, DOCUMENTS_CLEAN)}
+    set_aside = {r["url"]: r["reason"] for r in table(lake, REJECTED)}
+    assert "https://example.org/good" in kept
+    assert kept | set(set_aside) == {"https://example.org/huge", "https://example.org/nested", "https://example.org/good"}
+    assert not kept & set(set_aside)
+    steps = {r["url"]: r["step"] for r in table(lake, REJECTED)}
+    assert steps["https://example.org/huge"] in {"extract", "gopher_repetition"}  # no text, a timeout, or repetition
+    assert result.documents + result.rejected == 3
+
+
+DEBIAN_REFERENCE = Path("/usr/share/debian-reference")
+
+
+@pytest.mark.skipif(not DEBIAN_REFERENCE.is_dir(), reason="needs Debian's documentation packages (make installs them)")
+def test_debian_sample_loses_no_page_and_finds_many_languages(tmp_path):
+    from pipelines.sample import default_sources, pack_html
+
+    report = pack_html(default_sources(), tmp_path / "sample.warc.gz", max_pages_per_folder=4)
+    lake = Lake.at(tmp_path / "lake")
+    result = run_ingest(resolve_inputs([report.warc_path]), lake, IngestConfig(workers=2))
+    assert result.documents + result.rejected == report.pages  # every page kept or set aside with a reason
+    assert not result.unusable
+    langs = query(lake, "SELECT DISTINCT lang FROM documents_clean").rows
+    assert len(langs) >= 10 and ("jpn_Jpan",) in langs and ("fra_Latn",) in langs
+    reasons = dict(query(lake, "SELECT step, count(*) FROM rejected GROUP BY step").rows)
+    assert "read" not in reasons  # real, well-formed pages: nothing lost at the reader

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datatrove.data import Document
 from datatrove.pipeline.filters import C4QualityFilter, GopherQualityFilter
+from datatrove.utils.word_tokenizers import WhitespaceTokenizer, load_word_tokenizer
 
 from builders import plain
 from pipelines.language import LanguageID, lid_model_path, to_flores
@@ -42,7 +43,7 @@ def test_per_language_filter_routes_each_document_and_keeps_reasons():
 
 def test_a_language_without_a_word_tokenizer_falls_back_to_whitespace():
     rules = rules_for("xyz_Latn")
-    assert not isinstance(rules.words, str) and rules.stop_words is None
+    assert isinstance(rules.words.inner, WhitespaceTokenizer) and rules.stop_words is None
     assert gopher_quality(rules).filter(doc(plain("en"), "xyz_Latn")) is True
 
 
@@ -54,3 +55,11 @@ def test_language_id_labels_with_flores_codes_offline():
     gibberish = Document(text="zx qv 12 ## kk", id="g")
     assert lid.filter(gibberish) == (False, "language_score_below_threshold")
     assert to_flores("zh") == "cmn_Hani" and to_flores("als") == "als_Latn"
+
+
+def test_shared_tokenizer_splits_exactly_like_datatrove():
+    from builders import PROSE
+
+    for code, lang in (("en", "eng_Latn"), ("fr", "fra_Latn"), ("de", "deu_Latn"), ("ja", "jpn_Jpan")):
+        text = "\n".join(PROSE[code]) + " (x) -- 3.5% e-mail: a@b.c"
+        assert rules_for(lang).words.word_tokenize(text) == load_word_tokenizer(lang).word_tokenize(text)
