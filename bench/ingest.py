@@ -1,13 +1,20 @@
 """Benchmark: our ingest vs datatrove's own FineWeb-style pipeline, same input, same settings.
 
-    python bench/ingest.py [--warc data/sample/debian-docs.warc.gz] [--repeats 3]
+    python bench/ingest.py [--warc data/sample/debian-docs.warc.gz] [--repeats 3] [--english-defaults]
 
-Both run one task in one process (so docs/s is per core) on the sample WARC, alternating
-ours/anchor to spread machine noise; we print every timing, the medians and their ratio.
-The anchor is datatrove's FineWeb recipe as its example writes it: WarcReader → Trafilatura →
-LanguageFilter → GopherRepetition → GopherQuality → C4Quality → FineWebQuality → ParquetWriter,
-with datatrove's English defaults; its LanguageFilter gets the same offline lid.176 model as ours
-(the only change: datatrove would download it). Target now: ours/anchor ≥ 1.0.
+Every pipeline runs one task in one process (so docs/s is per core) on the sample WARC; runs
+alternate to spread machine noise; we print every timing, the medians and the ratios.
+
+- **anchor** (the ratio's denominator): datatrove's FineWeb recipe with our filter settings:
+  WarcReader → Trafilatura → LanguageFilter (lid.176, offline, FLORES codes) → the same
+  per-language Gopher repetition / Gopher quality / C4 / FineWeb filters → ParquetWriter. What
+  differs is exactly our layer: the reader that loses nothing, extraction with exclusions,
+  exclusion writers for every step, PII redaction and atomic shard writes.
+- **datatrove English defaults** (`--english-defaults`, for information): the same recipe with
+  datatrove's stock English filters, as its FineWeb example writes it. It keeps fewer documents,
+  so it does less filtering work; its speed is not comparable work.
+
+Target now: ours/anchor ≥ 1.0 (our layer costs nothing).
 """
 
 from __future__ import annotations
@@ -41,7 +48,8 @@ from loguru import logger  # noqa: E402
 from pipelines.ingest import IngestConfig, run_ingest  # noqa: E402
 from pipelines.inputs import resolve_inputs  # noqa: E402
 from pipelines.lake import Lake  # noqa: E402
-from pipelines.language import LocalFT176LID, lid_model_path  # noqa: E402
+from pipelines.language import LanguageID, LocalFT176LID, lid_model_path  # noqa: E402
+from pipelines.quality_filters import fineweb_filters  # noqa: E402
 
 
 def count_records(warc: Path) -> int:
@@ -51,17 +59,11 @@ def count_records(warc: Path) -> int:
         return sum(1 for r in ArchiveIterator(f) if r.rec_type == "response")
 
 
-def run_anchor(warc: Path, workdir: Path) -> tuple[float, int]:
-    language = LanguageFilter()
-    language.model = LocalFT176LID(lid_model_path())
+def timed_datatrove(warc: Path, workdir: Path, middle: list) -> tuple[float, int]:
     pipeline = [
         WarcReader(str(warc.parent), glob_pattern=warc.name),
         Trafilatura(favour_precision=True, timeout=1.0),
-        language,
-        GopherRepetitionFilter(),
-        GopherQualityFilter(),
-        C4QualityFilter(filter_no_terminal_punct=False),
-        FineWebQualityFilter(),
+        *middle,
         ParquetWriter(str(workdir / "out")),
     ]
     start = time.perf_counter()
@@ -69,6 +71,17 @@ def run_anchor(warc: Path, workdir: Path) -> tuple[float, int]:
     elapsed = time.perf_counter() - start
     kept = stats.stats[-1].stats.get("total")
     return elapsed, int(kept.total if hasattr(kept, "total") else kept or 0)
+
+
+def run_anchor(warc: Path, workdir: Path) -> tuple[float, int]:
+    return timed_datatrove(warc, workdir, [LanguageID(lid_model_path()), *fineweb_filters(lambda step: None)])
+
+
+def run_english_defaults(warc: Path, workdir: Path) -> tuple[float, int]:
+    language = LanguageFilter()
+    language.model = LocalFT176LID(lid_model_path())
+    filters = [GopherRepetitionFilter(), GopherQualityFilter(), C4QualityFilter(filter_no_terminal_punct=False), FineWebQualityFilter()]
+    return timed_datatrove(warc, workdir, [language, *filters])
 
 
 def run_ours(warc: Path, workdir: Path) -> tuple[float, int]:
@@ -81,6 +94,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--warc", type=Path, default=Path("data/sample/debian-docs.warc.gz"))
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--english-defaults", action="store_true", help="also time datatrove's English defaults")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     if not args.warc.is_file():
@@ -88,10 +102,13 @@ def main() -> None:
     logger.remove()
     logger.add(sys.stderr, level="WARNING")
     docs = count_records(args.warc)
-    times: dict[str, list[float]] = {"ours": [], "anchor": []}
+    runs = {"ours": run_ours, "anchor": run_anchor}
+    if args.english_defaults:
+        runs["english"] = run_english_defaults
+    times: dict[str, list[float]] = {name: [] for name in runs}
     kept: dict[str, int] = {}
     for i in range(args.repeats):
-        for name, fn in (("ours", run_ours), ("anchor", run_anchor)):
+        for name, fn in runs.items():
             with tempfile.TemporaryDirectory() as tmp:
                 elapsed, kept[name] = fn(args.warc, Path(tmp))
             times[name].append(elapsed)
@@ -100,11 +117,15 @@ def main() -> None:
     rate = {k: docs / v for k, v in med.items()}
     ratio = rate["ours"] / rate["anchor"]
     print(f"\ninput: {args.warc} ({docs} pages), 1 process each, {args.repeats} runs, median")
-    print(f"  ours   {rate['ours']:6.1f} docs/s/core  (kept {kept['ours']}, multilingual rules)")
-    print(f"  anchor {rate['anchor']:6.1f} docs/s/core  (kept {kept['anchor']}, datatrove English defaults)")
+    print(f"  ours    {rate['ours']:6.1f} docs/s/core  (kept {kept['ours']})")
+    print(f"  anchor  {rate['anchor']:6.1f} docs/s/core  (kept {kept['anchor']}, datatrove blocks, same filter settings)")
+    if "english" in rate:
+        print(f"  english {rate['english']:6.1f} docs/s/core  (kept {kept['english']}, datatrove English defaults; other work)")
     print(f"  ratio ours/anchor = {ratio:.2f}x  (target now >= 1.0x)")
     if args.json:
-        args.json.write_text(json.dumps({"docs": docs, "times_s": times, "docs_per_s_per_core": rate, "ratio": ratio}, indent=1))
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        figures = {"warc": str(args.warc), "docs": docs, "times_s": times, "kept": kept, "docs_per_s_per_core": rate, "ratio": ratio}
+        args.json.write_text(json.dumps(figures, indent=1))
 
 
 if __name__ == "__main__":

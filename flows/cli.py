@@ -6,8 +6,9 @@ import csv
 import io
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any, Iterator, Optional
 
 import typer
 from rich.console import Console
@@ -34,6 +35,18 @@ DEFAULT_SAMPLE = "data/sample/debian-docs.warc.gz"
 def fail(message: str, code: int = 1) -> None:
     err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the errors a user can fix (bad paths, missing model) into one line and exit code 1."""
+    from pipelines.inputs import InputError
+    from pipelines.language import LidModelMissing
+
+    try:
+        yield
+    except (InputError, LidModelMissing) as e:
+        fail(str(e))
 
 
 def rich_table(title: str, columns: list[str], rows: list[tuple | list]) -> Table:
@@ -105,13 +118,10 @@ def ingest(
     """Extract, identify language, filter, redact PII and write documents/clean."""
     from flows.ingest import ingest_flow
     from pipelines.ingest import IngestConfig
-    from pipelines.inputs import InputError
 
     config = IngestConfig(language_threshold=language_threshold, **({"workers": workers} if workers else {}))
-    try:
+    with user_errors():
         result = ingest_flow(inputs, lake, config)
-    except InputError as e:
-        fail(str(e))
     print_ingest(result)
     report_unusable(result)
 
@@ -172,7 +182,8 @@ def run(
     report = pack_sample([], sample_path, None)
     out.print(f"sample corpus: {report.pages} pages, {report.bytes / 1e6:.1f} MB → {report.warc_path}")
     config = IngestConfig(**({"workers": workers} if workers else {}))
-    result = end_to_end(str(sample_path), lake, config)
+    with user_errors():
+        result = end_to_end(str(sample_path), lake, config)
     print_ingest(result)
     out.print(f"lake: {result.lake} · try: lmforge query \"SELECT lang, count(*) FROM documents_clean GROUP BY lang\"")
     report_unusable(result)

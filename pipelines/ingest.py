@@ -36,7 +36,7 @@ from datatrove.utils.stats import PipelineStats
 from pydantic import BaseModel, Field
 
 from pipelines.extract import SandboxedExtraction
-from pipelines.inputs import InputItem
+from pipelines.inputs import InputError, InputItem
 from pipelines.lake import (
     DOCUMENTS_CLEAN,
     REJECTED,
@@ -171,7 +171,7 @@ def run_ingest(items: list[InputItem], lake: Lake, config: IngestConfig | None =
     """Ingest `items` into the lake; resumable and idempotent (see module docstring)."""
     config = config or IngestConfig()
     if not items:
-        raise ValueError("nothing to ingest: no input files were given")
+        raise InputError("nothing to ingest: no WARC/WET, JSONL, parquet, HTML or HF dataset inputs were found")
     started = utc_now()
     run, tasks, hashes = plan_run(items, config)
     staging = lake.path(STAGING, run)

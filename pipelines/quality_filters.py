@@ -211,12 +211,14 @@ class PerLanguage(BaseFilter):
         return inner.filter(doc)
 
 
-def fineweb_filters(exclusions: Callable[[str], DiskWriter]) -> list[BaseFilter]:
+FINEWEB_CHAIN: list[tuple[str, Callable[[LanguageRules], BaseFilter]]] = [
+    ("gopher_repetition", gopher_repetition),
+    ("gopher_quality", gopher_quality),
+    ("c4_quality", c4_quality),
+    ("fineweb_quality", fineweb_quality),
+]
+
+
+def fineweb_filters(exclusions: Callable[[str], DiskWriter | None]) -> list[BaseFilter]:
     """FineWeb's filter chain in FineWeb's order, each setting aside what it drops."""
-    chain: list[tuple[str, Callable[[LanguageRules], BaseFilter]]] = [
-        ("gopher_repetition", gopher_repetition),
-        ("gopher_quality", gopher_quality),
-        ("c4_quality", c4_quality),
-        ("fineweb_quality", fineweb_quality),
-    ]
-    return [PerLanguage(make, f"{step} (per language)", exclusions(step)) for step, make in chain]
+    return [PerLanguage(make, f"{step} (per language)", exclusions(step)) for step, make in FINEWEB_CHAIN]

@@ -250,3 +250,11 @@ def test_debian_sample_loses_no_page_and_finds_many_languages(tmp_path):
     assert len(langs) >= 10 and ("jpn_Jpan",) in langs and ("fra_Latn",) in langs
     reasons = dict(query(lake, "SELECT step, count(*) FROM rejected GROUP BY step").rows)
     assert "read" not in reasons  # real, well-formed pages: nothing lost at the reader
+
+
+def test_cli_folder_without_inputs_is_one_clear_line(tmp_path, prefect_harness):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("not an input kind")
+    result = CliRunner().invoke(app, ["ingest", str(tmp_path / "empty"), "--lake", str(tmp_path / "lake")])
+    assert result.exit_code == 1
+    assert "nothing to ingest" in result.stderr and "Traceback" not in result.output

@@ -14,6 +14,8 @@ from typing import Any, Callable, Literal
 
 from datatrove.data import Document
 
+from pipelines.readers.decoding import DecodedBody
+
 ContentType = Literal["text/html", "text/plain"]
 
 # Callback the readers use to report counters; it is ``PipelineStep.stat_update``.
@@ -97,3 +99,13 @@ def file_damage_doc(
 ) -> Document:
     """A document reporting damage inside a file that otherwise yielded records."""
     return reject_doc(file_doc_id(path, offset), "", base_metadata(path, content_type=content_type), reason, detail)
+
+
+def note_decoding(decoded: DecodedBody, metadata: dict[str, Any], stat: StatFn) -> None:
+    """Count what decoding repaired and record the charset it chose (WARC bodies and HTML files alike)."""
+    if decoded.nul_bytes:
+        stat("nul_bytes_stripped", value=decoded.nul_bytes)
+    if decoded.replacements:
+        stat("decode_replacements", value=decoded.replacements)
+    if decoded.charset:
+        metadata["charset"] = decoded.charset

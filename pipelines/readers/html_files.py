@@ -14,7 +14,7 @@ from datatrove.data import Document
 
 from pipelines.inputs import InputItem
 from pipelines.readers.decoding import decode_body
-from pipelines.readers.documents import StatFn, base_metadata, good_doc, reject_doc, unusable_file_doc
+from pipelines.readers.documents import StatFn, base_metadata, good_doc, note_decoding, reject_doc, unusable_file_doc
 from pipelines.readers.files import file_uri, open_binary
 
 
@@ -27,12 +27,7 @@ def read_html_file(item: InputItem, stat: StatFn) -> Iterator[Document]:
         return
     metadata = base_metadata(item.path, url=file_uri(item.path), content_type="text/html")
     decoded = decode_body(body, declared_charset=None, markup=True)
-    if decoded.nul_bytes:
-        stat("nul_bytes_stripped", value=decoded.nul_bytes)
-    if decoded.replacements:
-        stat("decode_replacements", value=decoded.replacements)
-    if decoded.charset:
-        metadata["charset"] = decoded.charset
+    note_decoding(decoded, metadata, stat)
     if decoded.reject_reason is not None:
         detail = decoded.reject_detail or decoded.reject_reason
         yield reject_doc(item.path, decoded.text, metadata, decoded.reject_reason, detail)

@@ -21,6 +21,7 @@ from pipelines.readers.documents import (
     base_metadata,
     file_doc_id,
     good_doc,
+    note_decoding,
     reject_doc,
     unusable_file_doc,
 )
@@ -112,12 +113,7 @@ def record_to_document(record: RawRecord, path: str, stat: StatFn) -> Document |
             return reject_doc(doc_id, "", metadata, reason, detail)
         decoded, encoding_note = outcome
 
-    if decoded.nul_bytes:
-        stat("nul_bytes_stripped", value=decoded.nul_bytes)
-    if decoded.replacements:
-        stat("decode_replacements", value=decoded.replacements)
-    if decoded.charset:
-        metadata["charset"] = decoded.charset
+    note_decoding(decoded, metadata, stat)
     if record.problem is not None:
         return reject_doc(doc_id, decoded.text, metadata, *record.problem)
     if decoded.reject_reason is not None:
