@@ -117,10 +117,11 @@ def ingest(
 ) -> None:
     """Extract, identify language, filter, redact PII and write documents/clean."""
     from flows.ingest import ingest_flow
-    from pipelines.ingest import IngestConfig
+    from pipelines.ingest import IngestConfig, ingest_inputs
 
     config = IngestConfig(language_threshold=language_threshold, **({"workers": workers} if workers else {}))
     with user_errors():
+        ingest_inputs(inputs)  # say what is wrong with the paths before starting Prefect
         result = ingest_flow(inputs, lake, config)
     print_ingest(result)
     report_unusable(result)

@@ -11,14 +11,14 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.summaries import ingest_markdown, step_rows
-from pipelines.ingest import IngestConfig, IngestResult, run_ingest
+from pipelines.ingest import IngestConfig, IngestResult, ingest_inputs, run_ingest
 from pipelines.inputs import InputItem, resolve_inputs
 from pipelines.lake import Lake, ingested_inputs
 
 
 @task(name="resolve inputs", cache_policy=NO_CACHE)
 def resolve(paths: list[str]) -> list[InputItem]:
-    return resolve_inputs(paths)
+    return ingest_inputs(paths)
 
 
 @task(name="run the datatrove ingest pipeline", cache_policy=NO_CACHE)
@@ -55,7 +55,7 @@ def ingest_inbox_flow(inbox: str, lake: str | None = None, config: IngestConfig 
     """Ingest whatever files in `inbox` no earlier run took in (the scheduled deployment)."""
     root = Lake.at(lake)
     seen = ingested_inputs(root)
-    new = [i for i in resolve([inbox]) if (i.path, i.size, i.mtime_ns) not in seen]
+    new = [i for i in resolve_inputs([inbox]) if (i.path, i.size, i.mtime_ns) not in seen]
     logger = get_run_logger()
     if not new:
         logger.info(f"inbox {inbox}: nothing new")

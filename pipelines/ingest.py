@@ -36,7 +36,7 @@ from datatrove.utils.stats import PipelineStats
 from pydantic import BaseModel, Field
 
 from pipelines.extract import SandboxedExtraction
-from pipelines.inputs import InputError, InputItem
+from pipelines.inputs import InputError, InputItem, resolve_inputs
 from pipelines.lake import (
     DOCUMENTS_CLEAN,
     REJECTED,
@@ -55,6 +55,7 @@ from pipelines.quality_filters import fineweb_filters
 from pipelines.readers import InputReader
 
 STAGE = "ingest"
+NO_INPUTS = "no WARC/WET, JSONL, parquet, HTML files or HF dataset folders found"
 
 
 class IngestConfig(BaseModel):
@@ -91,6 +92,14 @@ class SetAside(BaseFilter):
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         reason = doc.metadata.get("reject_reason")
         return (False, reason) if reason else True
+
+
+def ingest_inputs(paths: list[str]) -> list[InputItem]:
+    """Resolve user paths; an empty result is the user's error, said in one line."""
+    items = resolve_inputs(paths)
+    if not items:
+        raise InputError(f"nothing to ingest in {' '.join(paths)}: {NO_INPUTS}")
+    return items
 
 
 def content_hash(item: InputItem) -> str:
@@ -171,7 +180,7 @@ def run_ingest(items: list[InputItem], lake: Lake, config: IngestConfig | None =
     """Ingest `items` into the lake; resumable and idempotent (see module docstring)."""
     config = config or IngestConfig()
     if not items:
-        raise InputError("nothing to ingest: no WARC/WET, JSONL, parquet, HTML or HF dataset inputs were found")
+        raise InputError(f"nothing to ingest: {NO_INPUTS}")
     started = utc_now()
     run, tasks, hashes = plan_run(items, config)
     staging = lake.path(STAGING, run)
