@@ -5,8 +5,9 @@
 Every pipeline runs one task in one process (so docs/s is per core) on the sample WARC; runs
 alternate to spread machine noise; we print every timing, the medians and the ratios.
 
-- **anchor** (the ratio's denominator): datatrove's FineWeb recipe with our filter settings:
-  WarcReader → Trafilatura → LanguageFilter (lid.176, offline, FLORES codes) → the same
+- **anchor** (the ratio's denominator): datatrove's FineWeb recipe with our settings, so that both
+  make the same decisions and do the same filtering work: WarcReader → Trafilatura (its output
+  tidied by our `tidy_lines`) → LanguageFilter (lid.176, offline, FLORES codes) → the same
   per-language Gopher repetition / Gopher quality / C4 / FineWeb filters → ParquetWriter. What
   differs is exactly our layer: the reader that loses nothing, extraction with exclusions,
   exclusion writers for every step, PII redaction and atomic shard writes.
@@ -45,6 +46,7 @@ from datatrove.pipeline.readers import WarcReader  # noqa: E402
 from datatrove.pipeline.writers import ParquetWriter  # noqa: E402
 from loguru import logger  # noqa: E402
 
+from pipelines.extract import tidy_lines  # noqa: E402
 from pipelines.ingest import IngestConfig, run_ingest  # noqa: E402
 from pipelines.inputs import resolve_inputs  # noqa: E402
 from pipelines.lake import Lake  # noqa: E402
@@ -59,10 +61,17 @@ def count_records(warc: Path) -> int:
         return sum(1 for r in ArchiveIterator(f) if r.rec_type == "response")
 
 
-def timed_datatrove(warc: Path, workdir: Path, middle: list) -> tuple[float, int]:
+class TidyTrafilatura(Trafilatura):
+    """datatrove's Trafilatura step with our line tidying: the only extraction setting we add."""
+
+    def extract(self, text: str) -> str:
+        return tidy_lines(super().extract(text) or "")
+
+
+def timed_datatrove(warc: Path, workdir: Path, extractor: Trafilatura, middle: list) -> tuple[float, int]:
     pipeline = [
         WarcReader(str(warc.parent), glob_pattern=warc.name),
-        Trafilatura(favour_precision=True, timeout=1.0),
+        extractor,
         *middle,
         ParquetWriter(str(workdir / "out")),
     ]
@@ -74,14 +83,15 @@ def timed_datatrove(warc: Path, workdir: Path, middle: list) -> tuple[float, int
 
 
 def run_anchor(warc: Path, workdir: Path) -> tuple[float, int]:
-    return timed_datatrove(warc, workdir, [LanguageID(lid_model_path()), *fineweb_filters(lambda step: None)])
+    extractor = TidyTrafilatura(favour_precision=True, timeout=1.0)
+    return timed_datatrove(warc, workdir, extractor, [LanguageID(lid_model_path()), *fineweb_filters(lambda step: None)])
 
 
 def run_english_defaults(warc: Path, workdir: Path) -> tuple[float, int]:
     language = LanguageFilter()
     language.model = LocalFT176LID(lid_model_path())
     filters = [GopherRepetitionFilter(), GopherQualityFilter(), C4QualityFilter(filter_no_terminal_punct=False), FineWebQualityFilter()]
-    return timed_datatrove(warc, workdir, [language, *filters])
+    return timed_datatrove(warc, workdir, Trafilatura(favour_precision=True, timeout=1.0), [language, *filters])
 
 
 def run_ours(warc: Path, workdir: Path) -> tuple[float, int]:
@@ -112,7 +122,7 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 elapsed, kept[name] = fn(args.warc, Path(tmp))
             times[name].append(elapsed)
-            print(f"run {i + 1} {name:>6}: {elapsed:7.1f} s  {docs / elapsed:6.1f} docs/s/core  kept {kept[name]}")
+            print(f"run {i + 1} {name:>7}: {elapsed:7.1f} s  {docs / elapsed:6.1f} docs/s/core  kept {kept[name]}", flush=True)
     med = {k: statistics.median(v) for k, v in times.items()}
     rate = {k: docs / v for k, v in med.items()}
     ratio = rate["ours"] / rate["anchor"]

@@ -30,6 +30,7 @@ LakeOption = Annotated[
     typer.Option("--lake", help="lake root: a folder or an fsspec URL (default: $LMFORGE_LAKE or ./lake)"),
 ]
 DEFAULT_SAMPLE = "data/sample/debian-docs.warc.gz"
+SAMPLE_SHARDS = 4  # several WARCs, so ingest keeps both cores of a small machine busy
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -58,21 +59,36 @@ def rich_table(title: str, columns: list[str], rows: list[tuple | list]) -> Tabl
     return table
 
 
-def pack_sample(folders: list[Path], dest: Path, max_pages_per_folder: int | None) -> Any:
+def shard_path(dest: Path, index: int, shards: int) -> Path:
+    """`x.warc.gz` itself for one shard, else `x-0.warc.gz`, `x-1.warc.gz`, …"""
+    if shards == 1:
+        return dest
+    stem = dest.name.removesuffix(".warc.gz")
+    return dest.with_name(f"{stem}-{index}.warc.gz")
+
+
+def pack_sample(folders: list[Path], dest: Path, max_pages_per_folder: int | None, shards: int = 1) -> list[Any]:
+    """Pack folders of HTML into `shards` WARCs (folders dealt round-robin, so each holds many languages)."""
     from pipelines.sample import DEFAULT_MAX_PAGES_PER_FOLDER, SampleSourceMissing, default_sources, pack_html
 
     try:
         if not folders:  # the embedded default: a representative cut of Debian's documentation
             folders = default_sources()
             max_pages_per_folder = max_pages_per_folder or DEFAULT_MAX_PAGES_PER_FOLDER
+        shards = max(1, min(shards, len(folders)))
+        reports = []
         with Progress(TextColumn("packing HTML"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err) as bar:
-            job = bar.add_task("pack", total=None)
-            return pack_html(
-                folders,
-                dest,
-                max_pages_per_folder=max_pages_per_folder,
-                progress=lambda done, total: bar.update(job, completed=done, total=total),
-            )
+            for i in range(shards):
+                job = bar.add_task("pack", total=None)
+                reports.append(
+                    pack_html(
+                        folders[i::shards],
+                        shard_path(dest, i, shards),
+                        max_pages_per_folder=max_pages_per_folder,
+                        progress=lambda done, total, job=job: bar.update(job, completed=done, total=total),
+                    )
+                )
+        return reports
     except SampleSourceMissing as e:
         fail(str(e))
 
@@ -82,10 +98,11 @@ def sample(
     folders: Annotated[Optional[list[Path]], typer.Argument(help="folders of HTML (default: Debian's documentation)")] = None,
     output: Annotated[Path, typer.Option("--out", "-o", help="the WARC to write")] = Path(DEFAULT_SAMPLE),
     max_pages_per_folder: Annotated[Optional[int], typer.Option(help="cap per language folder")] = None,
+    shards: Annotated[int, typer.Option(help="write this many WARCs (NAME-0.warc.gz, …) so ingest can use several cores")] = 1,
 ) -> None:
-    """Pack folders of HTML pages into one gzipped WARC (the sample corpus)."""
-    report = pack_sample(list(folders or []), output, max_pages_per_folder)
-    out.print(f"wrote {report.warc_path}: {report.pages} pages, {report.bytes / 1e6:.1f} MB, {report.skipped} skipped")
+    """Pack folders of HTML pages into gzipped WARCs (the sample corpus)."""
+    for report in pack_sample(list(folders or []), output, max_pages_per_folder, shards):
+        out.print(f"wrote {report.warc_path}: {report.pages} pages, {report.bytes / 1e6:.1f} MB, {report.skipped} skipped")
 
 
 def print_ingest(result: Any) -> None:
@@ -173,18 +190,20 @@ def stats(lake: LakeOption = None) -> None:
 @app.command()
 def run(
     lake: LakeOption = None,
-    sample_path: Annotated[Path, typer.Option("--sample", help="where the sample WARC is built")] = Path(DEFAULT_SAMPLE),
+    sample_path: Annotated[Path, typer.Option("--sample", help="where the sample WARCs are built")] = Path(DEFAULT_SAMPLE),
     workers: Annotated[Optional[int], typer.Option(help="processes (default: up to 2)")] = None,
+    pages_per_folder: Annotated[Optional[int], typer.Option(help="sample size: pages per language folder (default 48)")] = None,
 ) -> None:
     """The main job on the embedded default: build the sample corpus, ingest it, summarise."""
     from flows.end_to_end import end_to_end
     from pipelines.ingest import IngestConfig
 
-    report = pack_sample([], sample_path, None)
-    out.print(f"sample corpus: {report.pages} pages, {report.bytes / 1e6:.1f} MB → {report.warc_path}")
+    reports = pack_sample([], sample_path, pages_per_folder, shards=SAMPLE_SHARDS)
+    pages, size = sum(r.pages for r in reports), sum(r.bytes for r in reports)
+    out.print(f"sample corpus: {pages} pages, {size / 1e6:.1f} MB in {len(reports)} WARCs beside {sample_path}")
     config = IngestConfig(**({"workers": workers} if workers else {}))
     with user_errors():
-        result = end_to_end(str(sample_path), lake, config)
+        result = end_to_end([r.warc_path for r in reports], lake, config)
     print_ingest(result)
     out.print(f"lake: {result.lake} · try: lmforge query \"SELECT lang, count(*) FROM documents_clean GROUP BY lang\"")
     report_unusable(result)

@@ -12,5 +12,6 @@ from pipelines.ingest import IngestConfig, IngestResult
 
 
 @flow(name="end-to-end", log_prints=True)
-def end_to_end(sample_warc: str, lake: str | None = None, config: IngestConfig | None = None) -> IngestResult:
-    return ingest_flow([sample_warc], lake, config)
+def end_to_end(sample: list[str], lake: str | None = None, config: IngestConfig | None = None) -> IngestResult:
+    """Ingest the sample corpus (WARC paths) into the lake."""
+    return ingest_flow(sample, lake, config)

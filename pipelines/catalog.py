@@ -72,8 +72,8 @@ def view_definitions(lake: Lake) -> dict[str, str]:
 
 
 def catalog_path(lake: Lake) -> str:
-    """Where the catalog file lives: in a local lake, else in the user's cache (DuckDB needs a local file)."""
-    if lake.is_local:
+    """Where the catalog file lives: in a writable local lake, else in the user's cache (DuckDB needs a local file)."""
+    if lake.is_local and os.access(lake.root, os.W_OK):
         return lake.path(CATALOG_FILE)
     cache = os.path.join(os.path.expanduser("~"), ".cache", "lmforge")
     os.makedirs(cache, exist_ok=True)

@@ -258,3 +258,17 @@ def test_cli_folder_without_inputs_is_one_clear_line(tmp_path, prefect_harness):
     result = CliRunner().invoke(app, ["ingest", str(tmp_path / "empty"), "--lake", str(tmp_path / "lake")])
     assert result.exit_code == 1
     assert "nothing to ingest" in result.stderr and "Traceback" not in result.output
+
+
+@pytest.mark.skipif(not DEBIAN_REFERENCE.is_dir(), reason="needs Debian's documentation packages (make installs them)")
+def test_lmforge_run_builds_the_sample_ingests_it_and_is_idempotent(tmp_path, prefect_harness):
+    args = ["run", "--lake", str(tmp_path / "lake"), "--sample", str(tmp_path / "s" / "docs.warc.gz"), "--pages-per-folder", "2"]
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert len(list((tmp_path / "s").glob("docs-*.warc.gz"))) == 4
+    assert "ingest run" in first.stdout and "set aside, by reason" in first.stdout
+    kept = query(Lake.at(tmp_path / "lake"), "SELECT count(*) FROM documents_clean").rows[0][0]
+    second = CliRunner().invoke(app, args)
+    assert second.exit_code == 0, second.output
+    assert query(Lake.at(tmp_path / "lake"), "SELECT count(*) FROM documents_clean").rows[0][0] == kept > 0
+    assert len(read_manifest(Lake.at(tmp_path / "lake"), DOCUMENTS_CLEAN).runs) == 1

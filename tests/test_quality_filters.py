@@ -63,3 +63,15 @@ def test_shared_tokenizer_splits_exactly_like_datatrove():
     for code, lang in (("en", "eng_Latn"), ("fr", "fra_Latn"), ("de", "deu_Latn"), ("ja", "jpn_Jpan")):
         text = "\n".join(PROSE[code]) + " (x) -- 3.5% e-mail: a@b.c"
         assert rules_for(lang).words.word_tokenize(text) == load_word_tokenizer(lang).word_tokenize(text)
+
+
+def test_shared_tokenizer_memory_stays_bounded_with_the_same_words(monkeypatch):
+    from builders import PROSE
+
+    monkeypatch.setattr("pipelines.quality_filters.VOCAB_LIMIT", 50)
+    words = rules_for("fra_Latn").words
+    reference = load_word_tokenizer("fra_Latn")  # the same datatrove object our tokenizer wraps
+    for paragraph in PROSE["fr"]:
+        ours = words.word_tokenize(paragraph)
+        assert words.inner._tokenizer is None  # over the limit: dropped, rebuilt fresh on next use
+        assert ours == reference.word_tokenize(paragraph)
