@@ -105,6 +105,25 @@ def sample(
         out.print(f"wrote {report.warc_path}: {report.pages} pages, {report.bytes / 1e6:.1f} MB, {report.skipped} skipped")
 
 
+def ingest_config(workers: int | None, **settings: Any) -> Any:
+    from pipelines.ingest import IngestConfig
+
+    return IngestConfig(**settings, **({"workers": workers} if workers else {}))
+
+
+@contextmanager
+def ingest_progress(inputs: list[str], lake: str | None, config: Any) -> Iterator[None]:
+    """Check the paths before Prefect starts (one clear line if wrong), then show tasks done."""
+    from flows.progress import task_progress
+    from pipelines.ingest import ingest_inputs, plan_run, run_logging_dir
+    from pipelines.lake import Lake
+
+    items = ingest_inputs(inputs)
+    run, tasks, _ = plan_run(items, config)
+    with task_progress(err, f"ingest {len(items)} inputs", run_logging_dir(Lake.at(lake), run), tasks):
+        yield
+
+
 def print_ingest(result: Any) -> None:
     out.print(
         rich_table(
@@ -134,11 +153,9 @@ def ingest(
 ) -> None:
     """Extract, identify language, filter, redact PII and write documents/clean."""
     from flows.ingest import ingest_flow
-    from pipelines.ingest import IngestConfig, ingest_inputs
 
-    config = IngestConfig(language_threshold=language_threshold, **({"workers": workers} if workers else {}))
-    with user_errors():
-        ingest_inputs(inputs)  # say what is wrong with the paths before starting Prefect
+    config = ingest_config(workers, language_threshold=language_threshold)
+    with user_errors(), ingest_progress(inputs, lake, config):
         result = ingest_flow(inputs, lake, config)
     print_ingest(result)
     report_unusable(result)
@@ -196,14 +213,14 @@ def run(
 ) -> None:
     """The main job on the embedded default: build the sample corpus, ingest it, summarise."""
     from flows.end_to_end import end_to_end
-    from pipelines.ingest import IngestConfig
 
     reports = pack_sample([], sample_path, pages_per_folder, shards=SAMPLE_SHARDS)
     pages, size = sum(r.pages for r in reports), sum(r.bytes for r in reports)
     out.print(f"sample corpus: {pages} pages, {size / 1e6:.1f} MB in {len(reports)} WARCs beside {sample_path}")
-    config = IngestConfig(**({"workers": workers} if workers else {}))
-    with user_errors():
-        result = end_to_end([r.warc_path for r in reports], lake, config)
+    sample = [r.warc_path for r in reports]
+    config = ingest_config(workers)
+    with user_errors(), ingest_progress(sample, lake, config):
+        result = end_to_end(sample, lake, config)
     print_ingest(result)
     out.print(f"lake: {result.lake} · try: lmforge query \"SELECT lang, count(*) FROM documents_clean GROUP BY lang\"")
     report_unusable(result)

@@ -126,6 +126,11 @@ def plan_run(items: list[InputItem], config: IngestConfig) -> tuple[str, int, li
     return run, tasks, hashes
 
 
+def run_logging_dir(lake: Lake, run: str) -> str:
+    """datatrove's completions/, stats/ and logs/ of one run (one marker file per finished task)."""
+    return lake.path(DOCUMENTS_CLEAN, "_datatrove", run)
+
+
 def build_pipeline(items: list[InputItem], lake: Lake, run: str, config: IngestConfig) -> list[PipelineStep]:
     def excluded(step: str) -> RejectedWriter:
         return RejectedWriter(lake, REJECTED, run, STAGE, step)
@@ -190,7 +195,7 @@ def run_ingest(items: list[InputItem], lake: Lake, config: IngestConfig | None =
         pipeline=build_pipeline(items, lake, run, config),
         tasks=tasks,
         workers=min(config.workers, tasks),
-        logging_dir=lake.path(DOCUMENTS_CLEAN, "_datatrove", run),
+        logging_dir=run_logging_dir(lake, run),
     )
     executor.run()
     record = RunRecord(
@@ -215,5 +220,5 @@ def run_ingest(items: list[InputItem], lake: Lake, config: IngestConfig | None =
         by_reason=dict(by_reason.most_common()),
         unusable=unusable,
         step_stats=_merged_stats(executor),
-        logging_dir=lake.path(DOCUMENTS_CLEAN, "_datatrove", run),
+        logging_dir=run_logging_dir(lake, run),
     )

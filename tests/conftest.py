@@ -1,9 +1,8 @@
-"""Test-wide setup: offline, no analytics, one Prefect test server per session, shared data paths."""
+"""Test-wide setup: offline, no analytics, one Prefect test server per session."""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 os.environ.update(
     HF_HUB_OFFLINE="1",
@@ -16,9 +15,6 @@ os.environ.update(
 
 import pytest  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
-
 
 @pytest.fixture(scope="session")
 def prefect_harness():
@@ -27,10 +23,3 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
-
-
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"needs ../shared/data (absent: {SHARED_DATA})")
-    return SHARED_DATA

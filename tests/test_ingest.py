@@ -45,7 +45,9 @@ def mixed_inputs(tmp_path) -> list[str]:
         tmp_path / "crawl one.warc.gz",
         [
             response("https://example.org/en", page("en").encode()),
-            response("https://example.org/fr", page("fr").encode("latin-1", "xmlcharrefreplace"), "text/html; charset=iso-8859-1"),
+            response(
+                "https://example.org/fr", page("fr").encode("latin-1", "xmlcharrefreplace"), "text/html; charset=iso-8859-1"
+            ),
             response("https://example.org/de", page("de").encode()),
             response("https://example.org/ja", page("ja").encode("shift_jis"), "text/html", None),
             response("https://example.org/xhtml", XHTML.encode(), "application/xhtml+xml", None),
@@ -115,11 +117,13 @@ def test_flow_publishes_step_stats_and_summary_artifacts(mixed_inputs, tmp_path,
 
     async def artifacts() -> dict:
         async with get_client() as client:
-            found = await client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run])))
+            of_this_run = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run]))
+            found = await client.read_artifacts(artifact_filter=of_this_run)
         return {a.key: a.data for a in found}
 
     published = asyncio.run(artifacts())
-    steps = json.loads(published["ingest-step-stats"]) if isinstance(published["ingest-step-stats"], str) else published["ingest-step-stats"]
+    steps = published["ingest-step-stats"]
+    steps = json.loads(steps) if isinstance(steps, str) else steps
     by_step = {row["step"]: row for row in steps}
     assert any("gopher_quality" in name for name in by_step) and all("ms/doc" in row for row in steps)
     assert "Kept, by language" in published["ingest-summary"] and "jpn_Jpan" in published["ingest-summary"]

@@ -15,7 +15,6 @@ from pipelines.lake import (
     InputRecord,
     Lake,
     RunRecord,
-    atomic_write_bytes,
     ingested_inputs,
     read_manifest,
     refresh_manifest,
