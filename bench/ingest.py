@@ -7,7 +7,8 @@ Sudachi load once per process and cost seconds: the run after another must not i
 runs alternate to spread machine noise; we print every timing, the medians and the ratios.
 
 - **anchor** (the ratio's denominator): datatrove's FineWeb recipe with our settings, so that both
-  make the same decisions: WarcReader → Trafilatura (its output tidied by our `tidy_lines`) →
+  make the same decisions: WarcReader → Trafilatura (deduplicate=False, as ours; its output
+  tidied by our `tidy_lines`) →
   LanguageFilter (lid.176, offline, FLORES codes) → Gopher repetition / Gopher quality / C4 /
   FineWeb filters with the same per-language parameters, splitting words with datatrove's own
   tokenizers → ParquetWriter. What differs is our code: the reader that loses nothing, extraction
@@ -94,7 +95,7 @@ def with_datatrove_words(make, rules: LanguageRules):  # noqa: ANN001, ANN201
 
 
 def run_anchor(warc: Path, workdir: Path) -> tuple[float, int]:
-    extractor = TidyTrafilatura(favour_precision=True, timeout=1.0)
+    extractor = TidyTrafilatura(favour_precision=True, timeout=1.0, deduplicate=False)
     filters = [PerLanguage(functools.partial(with_datatrove_words, make), step) for step, make in FINEWEB_CHAIN]
     return timed_datatrove(warc, workdir, extractor, [LanguageID(lid_model_path()), *filters])
 

@@ -131,6 +131,17 @@ def run_logging_dir(lake: Lake, run: str) -> str:
     return lake.path(DOCUMENTS_CLEAN, "_datatrove", run)
 
 
+def extractor(config: IngestConfig) -> Trafilatura:
+    """FineWeb's trafilatura settings, except `deduplicate`.
+
+    trafilatura's deduplication drops text segments it has seen in *earlier documents of the same
+    process* (an LRU cache), so a page's text would depend on which task read it, in what order,
+    and whether a timeout restarted the sandbox: 263 vs 112 empty extractions on the sample for 1
+    vs 4 tasks. We keep each document's text a function of the document; dedup is its own stage.
+    """
+    return Trafilatura(favour_precision=True, timeout=config.extraction_timeout, deduplicate=False)
+
+
 def build_pipeline(items: list[InputItem], lake: Lake, run: str, config: IngestConfig) -> list[PipelineStep]:
     def excluded(step: str) -> RejectedWriter:
         return RejectedWriter(lake, REJECTED, run, STAGE, step)
@@ -138,7 +149,7 @@ def build_pipeline(items: list[InputItem], lake: Lake, run: str, config: IngestC
     steps: list[PipelineStep] = [
         InputReader(items),
         SetAside(exclusion_writer=excluded("read")),
-        SandboxedExtraction(Trafilatura(favour_precision=True, timeout=config.extraction_timeout), excluded("extract")),
+        SandboxedExtraction(extractor(config), excluded("extract")),
         LanguageID(lid_model_path(), config.language_threshold, config.languages, excluded("language")),
         *fineweb_filters(excluded),
     ]

@@ -276,3 +276,20 @@ def test_lmforge_run_builds_the_sample_ingests_it_and_is_idempotent(tmp_path, pr
     assert second.exit_code == 0, second.output
     assert query(Lake.at(tmp_path / "lake"), "SELECT count(*) FROM documents_clean").rows[0][0] == kept > 0
     assert len(read_manifest(Lake.at(tmp_path / "lake"), DOCUMENTS_CLEAN).runs) == 1
+
+
+def test_documents_do_not_depend_on_how_inputs_are_split_into_tasks(tmp_path):
+    boilerplate = (
+        "<p>Shared navigation help text that appears on every single page of this small site, "
+        "long enough for trafilatura to remember it between documents.</p>"
+    )
+    inputs = []
+    for i in range(3):
+        pages = [response(f"https://example.org/{i}/{lang}", page(lang, f"P{i}", boilerplate).encode()) for lang in PROSE]
+        inputs.append(str(write_warc(tmp_path / f"p{i}.warc.gz", pages)))
+    items = resolve_inputs(inputs)
+    one, many = Lake.at(tmp_path / "one"), Lake.at(tmp_path / "many")
+    run_ingest(items, one, IngestConfig(workers=1, max_tasks=1))
+    run_ingest(items, many, IngestConfig(workers=1, max_tasks=3))
+    assert lake_contents(one)[:2] == lake_contents(many)[:2]
+    assert all("Shared navigation" in text for _, _, text in lake_contents(one)[0])
