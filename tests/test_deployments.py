@@ -11,8 +11,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from builders import page, response, write_warc
+
 from pipelines.lake import DOCUMENTS_CLEAN, Lake, read_manifest
 
 ROOT = Path(__file__).resolve().parents[1]

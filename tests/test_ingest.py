@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pyarrow.dataset as ds
 import pytest
+from builders import PROSE, page, plain, response, write_jsonl, write_warc
 from typer.testing import CliRunner
 
-from builders import PROSE, page, plain, response, write_jsonl, write_warc
 from flows.cli import app
 from pipelines.catalog import query
 from pipelines.ingest import IngestConfig, run_ingest

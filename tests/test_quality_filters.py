@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from builders import plain
 from datatrove.data import Document
 from datatrove.pipeline.filters import C4QualityFilter, GopherQualityFilter
 from datatrove.utils.word_tokenizers import WhitespaceTokenizer, load_word_tokenizer
 
-from builders import plain
 from pipelines.language import LanguageID, lid_model_path, to_flores
 from pipelines.quality_filters import PerLanguage, c4_quality, gopher_quality, rules_for
 
