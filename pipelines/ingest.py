@@ -23,6 +23,7 @@ import json
 import os
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Literal
 
 import pyarrow.parquet as pq
@@ -102,8 +103,13 @@ def ingest_inputs(paths: list[str]) -> list[InputItem]:
     return items
 
 
+@lru_cache(maxsize=65536)
 def content_hash(item: InputItem) -> str:
-    """sha256 of an input's bytes (a folder: of its files in order), so a rebuilt identical file is the same input."""
+    """sha256 of an input's bytes (a folder: of its files in order), so a rebuilt identical file is the same input.
+
+    Cached per item (path, size and mtime are part of it): the CLI plans the run for its progress bar
+    and the flow plans it again in the same process; inputs are read once, not twice.
+    """
     from fsspec.core import url_to_fs
 
     fs, root = url_to_fs(item.path)

@@ -1,8 +1,7 @@
 """Specification tests for reading JSONL, parquet, HF dataset folders and HTML files, and the reader as a step.
 
-Every test builds its own files in tmp_path and runs the real reader. Bad records
-must come out as reject documents (never dropped, never raising) while the good
-records in the same file survive.
+The contract is the one stated in test_readers_warc.py: bad records come out as reject documents,
+good records in the same file survive.
 """
 
 from __future__ import annotations
