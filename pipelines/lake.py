@@ -65,6 +65,7 @@ REJECTED_SCHEMA = pa.schema(
         pa.field("text", pa.string()),
         pa.field("n_chars", pa.int32()),
         pa.field("unusable_file", pa.bool_()),
+        pa.field("duplicate_of", pa.string(), metadata={"doc": "dedup: id of the document kept in its place"}),
         pa.field("run", pa.string(), metadata={"doc": "fingerprint of the run that set it aside"}),
     ]
 )
@@ -225,10 +226,13 @@ def read_manifest(lake: Lake, dataset: str) -> Manifest | None:
         return Manifest.model_validate_json(f.read())
 
 
-def refresh_manifest(lake: Lake, dataset: str, new_runs: Iterable[RunRecord] = ()) -> Manifest:
-    """Recount the dataset from its shard footers, add `new_runs`, and write the manifest atomically."""
+def refresh_manifest(lake: Lake, dataset: str, new_runs: Iterable[RunRecord] = (), keep_runs: bool = True) -> Manifest:
+    """Recount the dataset from its shard footers, add `new_runs`, and write the manifest atomically.
+
+    `keep_runs=False` is for datasets that one run rewrites whole (dedup): earlier runs are dropped.
+    """
     previous = read_manifest(lake, dataset) or Manifest(dataset=dataset)
-    runs = {r.run: r for r in previous.runs}
+    runs = {r.run: r for r in previous.runs} if keep_runs else {}
     for r in new_runs:
         runs[r.run] = r
     rows = size = 0

@@ -24,11 +24,16 @@ def _clip_int32(n: int) -> int:
 
 
 class StagedParquetWriter(ParquetWriter):
-    """A `ParquetWriter` whose files appear in `lake/<dataset>/` only when complete."""
+    """A `ParquetWriter` whose files appear in `lake/<dataset>/` only when complete.
 
-    def __init__(self, lake: Lake, dataset: str, run: str, filename: str, schema) -> None:  # noqa: ANN001
+    Each writer stages under its own `part` folder: a task holds several writers of one dataset
+    (one per exclusion step), which close at different times, and each must publish only its own
+    files, never a neighbour's that is still open.
+    """
+
+    def __init__(self, lake: Lake, dataset: str, run: str, filename: str, schema, part: str) -> None:  # noqa: ANN001
         self.final_dir = lake.path(dataset)
-        staging = lake.path(STAGING, run, dataset)
+        staging = lake.path(STAGING, run, dataset, part)
         super().__init__(
             staging,
             output_filename="${rank}/" + filename,
@@ -62,7 +67,7 @@ class DocumentsWriter(StagedParquetWriter):
     name = "📒 Lake documents"
 
     def __init__(self, lake: Lake, dataset: str, run: str) -> None:
-        super().__init__(lake, dataset, run, f"lang=${{lang}}/{run}_${{rank}}.parquet", DOCUMENTS_SCHEMA)
+        super().__init__(lake, dataset, run, f"lang=${{lang}}/{run}_${{rank}}.parquet", DOCUMENTS_SCHEMA, "documents")
 
     def _default_adapter(self, document: Document) -> dict:
         meta = document.metadata
@@ -88,7 +93,7 @@ class RejectedWriter(StagedParquetWriter):
     name = "🗑 Lake rejections"
 
     def __init__(self, lake: Lake, dataset: str, run: str, stage: str, step: str) -> None:
-        super().__init__(lake, dataset, run, f"{stage}/{step}/{run}_${{rank}}.parquet", REJECTED_SCHEMA)
+        super().__init__(lake, dataset, run, f"{stage}/{step}/{run}_${{rank}}.parquet", REJECTED_SCHEMA, f"{stage}-{step}")
         self.stage, self.step, self.run_id = stage, step, run
 
     def _default_adapter(self, document: Document) -> dict:
@@ -106,5 +111,6 @@ class RejectedWriter(StagedParquetWriter):
             "text": text,
             "n_chars": _clip_int32(len(text)),
             "unusable_file": bool(meta.get("unusable_file", False)),
+            "duplicate_of": meta.get("duplicate_of"),
             "run": self.run_id,
         }

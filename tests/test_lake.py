@@ -88,3 +88,22 @@ def test_manifest_counts_rows_and_keeps_every_run(tmp_path):
     assert manifest.bytes > 0 and "lang" in manifest.columns
     assert [r.run for r in read_manifest(lake, DOCUMENTS_CLEAN).runs] == ["r1", "r2"]
     assert ingested_inputs(lake) == {("/in/r1.warc.gz", 10, 5), ("/in/r2.warc.gz", 10, 5)}
+
+
+def test_each_writer_publishes_only_its_own_shards(tmp_path):
+    """Two exclusion writers of one task: the first to close must not publish the other's open file."""
+    from datatrove.data import Document
+
+    from pipelines.lake import REJECTED
+    from pipelines.lake_writers import RejectedWriter
+
+    lake = Lake.at(tmp_path)
+    first, second = (RejectedWriter(lake, REJECTED, "run1", "ingest", step) for step in ("language", "quality"))
+    first.write(Document(text="one", id="a", metadata={"reject_reason": "x"}), rank=0)
+    second.write(Document(text="two", id="b", metadata={"reject_reason": "y"}), rank=0)
+    first.close()
+    assert [os.path.basename(os.path.dirname(s)) for s in lake.shards(REJECTED)] == ["language"]
+    second.write(Document(text="three", id="c", metadata={"reject_reason": "y"}), rank=0)
+    second.close()
+    quality = [s for s in lake.shards(REJECTED) if "/quality/" in s]
+    assert pq.read_table(quality[0]).column("id").to_pylist() == ["b", "c"]
