@@ -37,7 +37,7 @@ install: $(STAMP)
 $(STAMP):
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q -U pip
-	$(PIP) install -q -c constraints.txt -e '.[dev]'
+	$(PIP) install -q -c constraints.txt -e '.[dev,ray]'
 	bash scripts/install_lid_model.sh $(VENV)
 	@rm -f $(VENV)/.installed-* && touch $@
 

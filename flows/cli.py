@@ -29,6 +29,14 @@ LakeOption = Annotated[
     Optional[str],
     typer.Option("--lake", help="lake root: a folder or an fsspec URL (default: $LMFORGE_LAKE or ./lake)"),
 ]
+ExecutorOption = Annotated[
+    str, typer.Option("--executor", help="where datatrove runs the tasks: local | ray | slurm (see the README)")
+]
+RayAddressOption = Annotated[
+    Optional[str], typer.Option("--ray-address", help="Ray cluster (host:port, ray://…, auto); default: a local one")
+]
+SlurmPartitionOption = Annotated[Optional[str], typer.Option("--slurm-partition", help="Slurm partition (--executor slurm)")]
+ExtractorOption = Annotated[str, typer.Option("--extractor", help="HTML extraction: resiliparse (fast) | trafilatura")]
 DEFAULT_SAMPLE = "data/sample/debian-docs.warc.gz"
 SAMPLE_SHARDS = 4  # several WARCs, so ingest keeps both cores of a small machine busy
 
@@ -41,13 +49,17 @@ def fail(message: str, code: int = 1) -> None:
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Turn the errors a user can fix (bad paths, missing model) into one line and exit code 1."""
+    from pipelines.executors import ExecutorError, PipelineSubmitted
     from pipelines.inputs import InputError
     from pipelines.language import LidModelMissing
 
     try:
         yield
-    except (InputError, LidModelMissing) as e:
+    except (InputError, LidModelMissing, ExecutorError) as e:
         fail(str(e))
+    except PipelineSubmitted as e:  # a Slurm run is queued: not an error, nothing to summarise yet
+        out.print(str(e), highlight=False, soft_wrap=True)
+        raise typer.Exit(0) from None
 
 
 def rich_table(title: str, columns: list[str], rows: list[tuple | list]) -> Table:
@@ -105,10 +117,32 @@ def sample(
         out.print(f"wrote {report.warc_path}: {report.pages} pages, {report.bytes / 1e6:.1f} MB, {report.skipped} skipped")
 
 
+def executor_config(kind: str, ray_address: str | None, slurm_partition: str | None) -> Any:
+    from pydantic import ValidationError
+
+    from pipelines.executors import ExecutorConfig
+
+    try:
+        return ExecutorConfig(kind=kind, ray_address=ray_address, partition=slurm_partition)
+    except ValidationError:
+        fail(f"unknown --executor {kind!r}: use local, ray or slurm")
+
+
 def ingest_config(workers: int | None, **settings: Any) -> Any:
+    from pydantic import ValidationError
+
     from pipelines.ingest import IngestConfig
 
-    return IngestConfig(**settings, **({"workers": workers} if workers else {}))
+    try:
+        return IngestConfig(**settings, **({"workers": workers} if workers else {}))
+    except ValidationError as e:
+        fail("; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()))
+
+
+def dedup_config(workers: int | None, **settings: Any) -> Any:
+    from pipelines.dedup import DedupConfig
+
+    return DedupConfig(**settings, **({"workers": workers} if workers else {}))
 
 
 @contextmanager
@@ -120,7 +154,21 @@ def ingest_progress(inputs: list[str], lake: str | None, config: Any) -> Iterato
 
     items = ingest_inputs(inputs)
     run, tasks, _ = plan_run(items, config)
-    with task_progress(err, f"ingest {len(items)} inputs", run_logging_dir(Lake.at(lake), run), tasks):
+    with task_progress(err, f"ingest {len(items)} inputs", [run_logging_dir(Lake.at(lake), run)], tasks):
+        yield
+
+
+@contextmanager
+def dedup_progress(lake: str | None, config: Any) -> Iterator[None]:
+    """Tasks done over the dedup stages of the run the lake's clean documents call for."""
+    from flows.progress import task_progress
+    from pipelines.dedup import plan_run, stage_tasks
+    from pipelines.lake import Lake
+
+    root = Lake.at(lake)
+    run, tasks, _ = plan_run(root, config)
+    stages = stage_tasks(root, run, tasks, config)
+    with task_progress(err, "dedup", list(stages), sum(stages.values())):
         yield
 
 
@@ -150,15 +198,70 @@ def ingest(
     lake: LakeOption = None,
     workers: Annotated[Optional[int], typer.Option(help="processes (default: up to 2)")] = None,
     language_threshold: Annotated[float, typer.Option(help="minimum lid.176 score to keep a document")] = 0.65,
+    extractor: ExtractorOption = "resiliparse",
+    executor: ExecutorOption = "local",
+    ray_address: RayAddressOption = None,
+    slurm_partition: SlurmPartitionOption = None,
 ) -> None:
     """Extract, identify language, filter, redact PII and write documents/clean."""
     from flows.ingest import ingest_flow
 
-    config = ingest_config(workers, language_threshold=language_threshold)
+    config = ingest_config(
+        workers,
+        language_threshold=language_threshold,
+        extractor=extractor,
+        executor=executor_config(executor, ray_address, slurm_partition),
+    )
     with user_errors(), ingest_progress(inputs, lake, config):
         result = ingest_flow(inputs, lake, config)
     print_ingest(result)
     report_unusable(result)
+
+
+def print_dedup(result: Any) -> None:
+    from flows.summaries import dedup_language_rows
+
+    rows = dedup_language_rows(result)
+    done = " (already done: the lake has not changed)" if result.skipped else ""
+    out.print(
+        rich_table(
+            f"dedup run {result.run}{done}: {result.documents} in, {result.kept} kept, {result.duplicates} duplicates removed",
+            list(rows[0]) if rows else ["language"],
+            [list(r.values()) for r in rows],
+        )
+    )
+
+
+@app.command()
+def dedup(
+    lake: LakeOption = None,
+    workers: Annotated[Optional[int], typer.Option(help="processes (default: up to 2)")] = None,
+    exact: Annotated[bool, typer.Option(help="remove exact copies (normalised text)")] = True,
+    url: Annotated[bool, typer.Option(help="keep one document per normalised URL, the longest")] = True,
+    minhash: Annotated[bool, typer.Option(help="remove near-duplicates (MinHash LSH)")] = True,
+    ngrams: Annotated[int, typer.Option(help="words per shingle")] = 5,
+    bands: Annotated[int, typer.Option(help="LSH bands; threshold ≈ (1/bands)^(1/rows)")] = 14,
+    rows: Annotated[int, typer.Option(help="hashes per band")] = 8,
+    executor: ExecutorOption = "local",
+    ray_address: RayAddressOption = None,
+    slurm_partition: SlurmPartitionOption = None,
+) -> None:
+    """Remove exact, same-URL and near duplicates: documents/clean → documents/dedup (the `documents` view)."""
+    from flows.dedup import dedup_flow
+
+    config = dedup_config(
+        workers,
+        exact=exact,
+        url=url,
+        minhash=minhash,
+        n_grams=ngrams,
+        bands=bands,
+        rows=rows,
+        executor=executor_config(executor, ray_address, slurm_partition),
+    )
+    with user_errors(), dedup_progress(lake, config):
+        result = dedup_flow(lake, config)
+    print_dedup(result)
 
 
 def render(columns: list[str], rows: list[tuple], fmt: str) -> str:
@@ -210,20 +313,34 @@ def run(
     sample_path: Annotated[Path, typer.Option("--sample", help="where the sample WARCs are built")] = Path(DEFAULT_SAMPLE),
     workers: Annotated[Optional[int], typer.Option(help="processes (default: up to 2)")] = None,
     pages_per_folder: Annotated[Optional[int], typer.Option(help="sample size: pages per language folder (default 48)")] = None,
+    extractor: ExtractorOption = "resiliparse",
+    executor: ExecutorOption = "local",
+    ray_address: RayAddressOption = None,
 ) -> None:
-    """The main job on the embedded default: build the sample corpus, ingest it, summarise."""
+    """The main job on the embedded default: build the sample corpus, ingest it, deduplicate it, summarise."""
     from flows.end_to_end import end_to_end
+    from flows.summaries import run_language_rows
 
     reports = pack_sample([], sample_path, pages_per_folder, shards=SAMPLE_SHARDS)
     pages, size = sum(r.pages for r in reports), sum(r.bytes for r in reports)
     out.print(f"sample corpus: {pages} pages, {size / 1e6:.1f} MB in {len(reports)} WARCs beside {sample_path}")
     sample = [r.warc_path for r in reports]
-    config = ingest_config(workers)
+    where = executor_config(executor, ray_address, None)
+    config = ingest_config(workers, extractor=extractor, executor=where)
+    dedup = dedup_config(workers, executor=where)
     with user_errors(), ingest_progress(sample, lake, config):
-        result = end_to_end(sample, lake, config)
-    print_ingest(result)
-    out.print(f"lake: {result.lake} · try: lmforge query \"SELECT lang, count(*) FROM documents_clean GROUP BY lang\"")
-    report_unusable(result)
+        result = end_to_end(sample, lake, config, dedup)
+    ingested, deduped = result.ingest, result.dedup
+    out.print(
+        f"documents in: {ingested.documents + ingested.rejected} · set aside by ingest: {ingested.rejected} · "
+        f"duplicates removed: {deduped.duplicates} · kept: {deduped.kept}"
+    )
+    rows = run_language_rows(deduped)
+    out.print(rich_table("by language", list(rows[0]) if rows else ["language"], [list(r.values()) for r in rows]))
+    removed = [("ingest", k, v) for k, v in ingested.by_reason.items()] + [("dedup", k, v) for k, v in deduped.removed.items()]
+    out.print(rich_table("removed, by reason", ["stage", "reason", "documents"], removed))
+    out.print(f'lake: {deduped.lake} · try: lmforge query "SELECT lang, count(*) FROM documents GROUP BY lang"')
+    report_unusable(ingested)
 
 
 def main() -> None:

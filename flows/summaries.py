@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipelines.dedup import REASONS, DedupResult
 from pipelines.ingest import IngestResult
 
 
@@ -17,7 +18,7 @@ def step_rows(step_stats: list[dict]) -> list[dict[str, Any]]:
     for step in step_stats:
         counters = step.get("stats", {})
         dropped = {k.removeprefix("dropped_"): _count(v) for k, v in counters.items() if k.startswith("dropped_")}
-        timing = step.get("time_stats", {})
+        timing = step.get("time_stats") or {}  # 0 for a step that never timed itself
         rows.append(
             {
                 "step": step["name"],
@@ -48,9 +49,55 @@ def ingest_markdown(result: IngestResult) -> str:
     return (
         f"# Ingest run `{result.run}`\n\n"
         f"Lake: `{result.lake}` · inputs: {result.inputs} · documents kept: **{result.documents}** · "
-        f"set aside: **{result.rejected}** (query them: `lmforge query \"SELECT * FROM rejected\"`)\n\n"
+        f'set aside: **{result.rejected}** (query them: `lmforge query "SELECT * FROM rejected"`)\n\n'
         f"## Kept, by language\n\n{markdown_table(langs)}\n"
         f"## Set aside, by reason\n\n{markdown_table(reasons)}\n"
         f"## Unusable inputs\n\n{markdown_table(unusable)}\n"
         f"## Steps\n\n{markdown_table(step_rows(result.step_stats))}"
+    )
+
+
+def dedup_language_rows(result: DedupResult) -> list[dict[str, Any]]:
+    """One row per language: documents in, kept, and removed per kind of duplicate."""
+    return [
+        {"language": lang, "in": counts.get("in", 0), "kept": counts.get("kept", 0)}
+        | {why: counts.get(why, 0) for why in REASONS}
+        for lang, counts in result.by_language.items()
+    ]
+
+
+def dedup_markdown(result: DedupResult) -> str:
+    removed = [{"reason": why, "documents": n} for why, n in result.removed.items()]
+    return (
+        f"# Dedup run `{result.run}`\n\n"
+        f"Lake: `{result.lake}` · documents in: {result.documents} · kept: **{result.kept}** · "
+        f"duplicates removed: **{result.duplicates}** (MinHash threshold ≈ {result.threshold:.2f}; "
+        f"see them: `lmforge query \"SELECT reason, url, duplicate_of FROM rejected WHERE stage = 'dedup'\"`)\n\n"
+        f"## Removed, by reason\n\n{markdown_table(removed)}\n"
+        f"## By language\n\n{markdown_table(dedup_language_rows(result))}\n"
+        f"## Stages\n\n{markdown_table(step_rows(result.step_stats))}"
+    )
+
+
+def run_language_rows(dedup: DedupResult) -> list[dict[str, Any]]:
+    """Per language: documents that passed the filters, duplicates removed, documents kept."""
+    return [
+        {"language": lang, "clean": counts.get("in", 0), "duplicates": counts.get("in", 0) - counts.get("kept", 0)}
+        | {"kept": counts.get("kept", 0)}
+        for lang, counts in dedup.by_language.items()
+    ]
+
+
+def run_markdown(ingest: IngestResult, dedup: DedupResult) -> str:
+    """The end-to-end summary: documents in → set aside by the filters → duplicates removed → kept."""
+    read = ingest.documents + ingest.rejected
+    reasons = [{"stage": "ingest", "reason": k, "documents": v} for k, v in ingest.by_reason.items()]
+    reasons += [{"stage": "dedup", "reason": k, "documents": v} for k, v in dedup.removed.items()]
+    return (
+        f"# lmforge run\n\n"
+        f"Lake: `{dedup.lake}` · documents in: **{read}** · set aside by ingest: **{ingest.rejected}** · "
+        f"duplicates removed: **{dedup.duplicates}** · kept: **{dedup.kept}** "
+        f"(ingest run `{ingest.run}`, dedup run `{dedup.run}`)\n\n"
+        f"## Removed, by reason\n\n{markdown_table(reasons)}\n"
+        f"## By language\n\n{markdown_table(run_language_rows(dedup))}"
     )

@@ -174,6 +174,23 @@ def write_table(lake: Lake, dataset: str, name: str, table: pa.Table) -> str:
     return path
 
 
+def read_shard(fs: fsspec.AbstractFileSystem, path: str, columns: list[str] | None = None) -> pa.Table:
+    """One parquet file, read synchronously on this thread.
+
+    pyarrow's default pre-buffering reads a Python file object from its IO threads; a reader one of
+    them still holds when the interpreter exits makes the process abort ("terminate called without
+    an active exception", seen after dedup runs). Without pre-buffering nothing outlives the call.
+    """
+    with fs.open(path, "rb") as f:
+        return pq.read_table(f, columns=columns, pre_buffer=False, use_threads=False)
+
+
+def shard_rows(fs: fsspec.AbstractFileSystem, path: str) -> int:
+    """Rows of one parquet file, from its footer."""
+    with fs.open(path, "rb") as f, pq.ParquetFile(f) as parquet:
+        return parquet.metadata.num_rows
+
+
 # --- manifests ---------------------------------------------------------------------------------
 
 
@@ -239,8 +256,7 @@ def refresh_manifest(lake: Lake, dataset: str, new_runs: Iterable[RunRecord] = (
     shards = lake.shards(dataset)
     fs = lake.fs
     for shard in shards:
-        with fs.open(shard, "rb") as f:
-            rows += pq.ParquetFile(f).metadata.num_rows
+        rows += shard_rows(fs, shard)
         size += fs.size(shard)
     schema = SCHEMAS.get(dataset)
     manifest = Manifest(

@@ -18,8 +18,14 @@ import pytest  # noqa: E402
 
 @pytest.fixture(scope="session")
 def prefect_harness():
-    """A real, temporary Prefect API (SQLite) for flow runs in tests."""
+    """A real, temporary Prefect API (SQLite) for flow runs in tests.
+
+    Prefect's console log handler binds the stderr of whoever first configures logging; set it up
+    here, or the first `CliRunner` binds its own stream, closed by the time a later test logs.
+    """
+    from prefect.logging.configuration import setup_logging
     from prefect.testing.utilities import prefect_test_harness
 
+    setup_logging()
     with prefect_test_harness(server_startup_timeout=120):
         yield

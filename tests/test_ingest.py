@@ -21,7 +21,7 @@ from flows.cli import app
 from pipelines.catalog import query
 from pipelines.ingest import IngestConfig, run_ingest
 from pipelines.inputs import resolve_inputs
-from pipelines.lake import DOCUMENTS_CLEAN, REJECTED, Lake, read_manifest
+from pipelines.lake import DOCUMENTS_CLEAN, DOCUMENTS_DEDUP, REJECTED, Lake, read_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -234,7 +234,8 @@ def test_huge_and_deeply_nested_pages_are_set_aside_or_kept_never_lost(tmp_path)
     assert kept | set(set_aside) == {"https://example.org/huge", "https://example.org/nested", "https://example.org/good"}
     assert not kept & set(set_aside)
     steps = {r["url"]: r["step"] for r in table(lake, REJECTED)}
-    assert steps["https://example.org/huge"] in {"extract", "gopher_repetition"}  # no text, a timeout, or repetition
+    # no text, a timeout, a text no language claims, or repetition: set aside with its reason either way
+    assert steps["https://example.org/huge"] in {"extract", "language", "gopher_repetition"}
     assert result.documents + result.rejected == 3
 
 
@@ -270,12 +271,15 @@ def test_lmforge_run_builds_the_sample_ingests_it_and_is_idempotent(tmp_path, pr
     first = CliRunner().invoke(app, args)
     assert first.exit_code == 0, first.output
     assert len(list((tmp_path / "s").glob("docs-*.warc.gz"))) == 4
-    assert "ingest run" in first.stdout and "set aside, by reason" in first.stdout
-    kept = query(Lake.at(tmp_path / "lake"), "SELECT count(*) FROM documents_clean").rows[0][0]
+    assert "documents in:" in first.stdout and "removed, by reason" in first.stdout and "duplicates removed" in first.stdout
+    lake = Lake.at(tmp_path / "lake")
+    counts = "SELECT (SELECT count(*) FROM documents_clean), (SELECT count(*) FROM documents)"
+    clean, deduped = query(lake, counts).rows[0]
+    assert clean >= deduped > 0
     second = CliRunner().invoke(app, args)
     assert second.exit_code == 0, second.output
-    assert query(Lake.at(tmp_path / "lake"), "SELECT count(*) FROM documents_clean").rows[0][0] == kept > 0
-    assert len(read_manifest(Lake.at(tmp_path / "lake"), DOCUMENTS_CLEAN).runs) == 1
+    assert query(lake, counts).rows[0] == (clean, deduped)
+    assert len(read_manifest(lake, DOCUMENTS_CLEAN).runs) == 1 and len(read_manifest(lake, DOCUMENTS_DEDUP).runs) == 1
 
 
 def test_documents_do_not_depend_on_how_inputs_are_split_into_tasks(tmp_path):
