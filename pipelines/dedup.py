@@ -36,7 +36,6 @@ is global, so `documents/dedup` holds exactly one run.
 from __future__ import annotations
 
 import heapq
-import json
 import os
 import posixpath
 import struct
@@ -58,10 +57,9 @@ from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupBuckets
 from datatrove.pipeline.readers import ParquetReader
 from datatrove.utils.binaryio import read_tuples_from_file
-from datatrove.utils.stats import PipelineStats
 from pydantic import BaseModel, Field
 
-from pipelines.executors import ExecutorConfig, PipelineSubmitted, run_pipeline
+from pipelines.executors import ExecutorConfig, PipelineSubmitted, merged_stats, run_pipeline
 from pipelines.lake import (
     DOCUMENTS_CLEAN,
     DOCUMENTS_DEDUP,
@@ -86,6 +84,7 @@ WORK = "_work/dedup"
 EXACT, URL, NEAR = "exact_duplicate", "url_duplicate", "near_duplicate"
 REASONS = (EXACT, URL, NEAR)
 STEP_OF = {EXACT: "exact", URL: "url", NEAR: "near"}
+STAGES = ("signatures", "buckets", "keys", "clusters", "filter")
 
 # One sorted key record: 128-bit key, an ordering field (which member of a group is kept: the
 # smallest), and the document's index in its task's reading order.
@@ -450,7 +449,7 @@ def stage_logging_dir(lake: Lake, run: str, stage: str) -> str:
 
 def stage_tasks(lake: Lake, run: str, tasks: int, config: DedupConfig) -> dict[str, int]:
     """Each stage's logging dir and task count (for progress: datatrove marks each finished task there)."""
-    counts = {"signatures": tasks, "buckets": config.bands if config.minhash else 0, "keys": 1, "clusters": 1, "filter": tasks}
+    counts = dict(zip(STAGES, (tasks, config.bands if config.minhash else 0, 1, 1, tasks)))
     return {stage_logging_dir(lake, run, stage): n for stage, n in counts.items() if n}
 
 
@@ -557,7 +556,7 @@ def run_dedup(lake: Lake, config: DedupConfig | None = None) -> DedupResult:
     )
     refresh_manifest(lake, DOCUMENTS_DEDUP, [record], keep_runs=False)
     refresh_manifest(lake, REJECTED)
-    return _summary(run, lake, config, skipped=False, stats=_merged_stats(lake, run))
+    return _summary(run, lake, config, skipped=False, stats=_stage_stats(lake, run))
 
 
 def _finished_runs(lake: Lake) -> set[str]:
@@ -605,13 +604,5 @@ class _Drain(PipelineStep):
         yield
 
 
-def _merged_stats(lake: Lake, run: str) -> list[dict]:
-    base = get_datafolder(lake.path(DOCUMENTS_DEDUP, "_datatrove", run))
-    rows: list[dict] = []
-    for stage in ("signatures", "buckets", "keys", "clusters", "filter"):
-        total = PipelineStats()
-        for name in base.list_files(f"{stage}/stats", glob_pattern="*.json"):
-            with base.open(name, "rt") as f:
-                total += PipelineStats.from_json(json.load(f))
-        rows += [step.to_dict() | {"stage": stage} for step in total.stats]
-    return rows
+def _stage_stats(lake: Lake, run: str) -> list[dict]:
+    return [step | {"stage": stage} for stage in STAGES for step in merged_stats(stage_logging_dir(lake, run, stage))]

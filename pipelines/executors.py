@@ -25,6 +25,7 @@ without a partition), `PipelineFailed` (tasks that did not finish; rerun to retr
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import sys
@@ -34,7 +35,9 @@ from typing import Any, Literal
 
 from datatrove.executor import LocalPipelineExecutor
 from datatrove.executor.base import PipelineExecutor
+from datatrove.io import get_datafolder
 from datatrove.pipeline.base import PipelineStep
+from datatrove.utils.stats import PipelineStats
 from pydantic import BaseModel, ConfigDict, Field
 
 ExecutorKind = Literal["local", "ray", "slurm"]
@@ -162,6 +165,20 @@ def _check_ray_fits(config: ExecutorConfig) -> None:
             f"a Ray task needs {config.cpus_per_task} CPUs and {need_mem:g} GB but the cluster has "
             f"{have.get('CPU', 0):g} CPUs and {have.get('memory', 0) / GIB:.1f} GB: lower cpus_per_task or mem_per_cpu_gb"
         )
+
+
+def merged_stats(logging_dir: str) -> list[dict]:
+    """Per-step stats summed over every task of a stage, including tasks an earlier, killed attempt finished.
+
+    Read from the per-task files datatrove writes under `<logging_dir>/stats/`, so it is the same
+    whichever executor ran the tasks.
+    """
+    folder = get_datafolder(logging_dir)
+    total = PipelineStats()
+    for name in folder.list_files("stats", glob_pattern="*.json"):
+        with folder.open(name, "rt") as f:
+            total += PipelineStats.from_json(json.load(f))
+    return [step.to_dict() for step in total.stats]
 
 
 def make_executor(

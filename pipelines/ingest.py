@@ -19,7 +19,6 @@ so a killed run resumed equals an uninterrupted one, and ingesting the same inpu
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -27,16 +26,14 @@ from functools import lru_cache
 from typing import Literal
 
 from datatrove.data import Document
-from datatrove.executor import LocalPipelineExecutor
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.extractors import Trafilatura
 from datatrove.pipeline.extractors.base import BaseExtractor
 from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.formatters import PIIFormatter
-from datatrove.utils.stats import PipelineStats
 from pydantic import BaseModel, Field
 
-from pipelines.executors import ExecutorConfig, PipelineSubmitted, run_pipeline
+from pipelines.executors import ExecutorConfig, PipelineSubmitted, merged_stats, run_pipeline
 from pipelines.extract import SandboxedExtraction
 from pipelines.inputs import InputError, InputItem, resolve_inputs
 from pipelines.lake import (
@@ -179,16 +176,6 @@ def build_pipeline(items: list[InputItem], lake: Lake, run: str, config: IngestC
     return steps
 
 
-def _merged_stats(executor: LocalPipelineExecutor) -> list[dict]:
-    """Per-step stats over every task of the run, including tasks finished by an earlier, killed attempt."""
-    folder = executor.logging_dir
-    total = PipelineStats()
-    for name in folder.list_files("stats", glob_pattern="*.json"):
-        with folder.open(name, "rt") as f:
-            total += PipelineStats.from_json(json.load(f))
-    return [step.to_dict() for step in total.stats]
-
-
 def _run_outputs(lake: Lake, run: str) -> tuple[Counter, Counter, list[tuple[str, str]]]:
     """Kept documents per language, rejections per reason and unusable files, read back from the lake."""
     by_lang: Counter = Counter()
@@ -252,6 +239,6 @@ def run_ingest(items: list[InputItem], lake: Lake, config: IngestConfig | None =
         by_language=dict(by_lang.most_common()),
         by_reason=dict(by_reason.most_common()),
         unusable=unusable,
-        step_stats=_merged_stats(executor),
+        step_stats=merged_stats(run_logging_dir(lake, run)),
         logging_dir=run_logging_dir(lake, run),
     )

@@ -253,3 +253,44 @@ def test_a_killed_dedup_resumes_to_exactly_the_uninterrupted_result(tmp_path):
     assert dedup_in_subprocess(killed).wait(timeout=300) == 0
     assert dedup_contents(killed) == dedup_contents(lakes["reference"])
     assert len(dedup_contents(killed)[0]) == 3
+
+
+def test_flow_publishes_the_per_language_table_and_summary(tmp_path, prefect_harness):
+    import asyncio
+    import json
+
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    from flows.dedup import dedup_flow
+
+    lake = Lake.at(tmp_path)
+    put_clean(lake, [doc("a", ENGLISH), doc("b", ENGLISH), doc("c", " ".join(PROSE["de"]), "deu_Latn")])
+    state = dedup_flow(lake.root, LOCAL, return_state=True)
+
+    async def artifacts() -> dict:
+        async with get_client() as client:
+            of_this_run = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id]))
+            return {a.key: a.data for a in await client.read_artifacts(artifact_filter=of_this_run)}
+
+    published = asyncio.run(artifacts())
+    table = published["dedup-by-language"]
+    table = json.loads(table) if isinstance(table, str) else table
+    assert {r["language"]: (r["in"], r["kept"], r[EXACT]) for r in table} == {"eng_Latn": (2, 1, 1), "deu_Latn": (1, 1, 0)}
+    assert "duplicates removed: **1**" in published["dedup-summary"] and "MinHash stage" in published["dedup-summary"]
+
+
+def test_cli_dedup_prints_what_it_removed_and_rejects_an_unknown_executor(tmp_path, prefect_harness):
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    lake = Lake.at(tmp_path)
+    put_clean(lake, [doc("a", ENGLISH), doc("b", ENGLISH)])
+    result = CliRunner().invoke(app, ["dedup", "--lake", lake.root, "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert "2 in, 1 kept, 1 duplicates removed" in " ".join(result.stdout.split())
+    again = CliRunner().invoke(app, ["dedup", "--lake", lake.root, "--workers", "1"])
+    assert again.exit_code == 0 and "already done" in again.stdout
+    wrong = CliRunner().invoke(app, ["dedup", "--lake", lake.root, "--executor", "spark"])
+    assert wrong.exit_code == 1 and "unknown --executor 'spark'" in wrong.stderr and "Traceback" not in wrong.output

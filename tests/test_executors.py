@@ -1,4 +1,4 @@
-"""Scale-out on datatrove's executors: the same ingest on a real local Ray cluster equals the local run;
+"""Scale-out on datatrove's executors: the same ingest and dedup on a real local Ray cluster equal the local runs;
 Slurm submission and stage chaining against a stand-in `sbatch`; a missing Ray is one clear line."""
 
 from __future__ import annotations
@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pyarrow.dataset as ds
 import pytest
-from builders import page, plain, response, write_jsonl, write_warc
+from builders import PROSE, page, plain, response, write_jsonl, write_warc
+from test_dedup import doc, edit, put_clean
 
+from pipelines.dedup import EXACT, NEAR, URL, DedupConfig, run_dedup
 from pipelines.executors import (
     ExecutorConfig,
     ExecutorUnavailable,
@@ -23,7 +25,7 @@ from pipelines.executors import (
 )
 from pipelines.ingest import IngestConfig, run_ingest, run_logging_dir
 from pipelines.inputs import resolve_inputs
-from pipelines.lake import DOCUMENTS_CLEAN, REJECTED, Lake, read_manifest
+from pipelines.lake import DOCUMENTS_CLEAN, DOCUMENTS_DEDUP, REJECTED, Lake, read_manifest
 
 RAY = ExecutorConfig(kind="ray", ray_cpus=2)
 
@@ -99,6 +101,33 @@ def test_ray_ingest_equals_local_ingest_and_its_rerun_is_a_no_op(two_inputs, tmp
 
 
 @pytest.mark.slow
+def test_ray_dedup_equals_local_dedup(tmp_path, ray_session):
+    local, on_ray = Lake.at(tmp_path / "local"), Lake.at(tmp_path / "ray")
+    english, french = " ".join(PROSE["en"]), " ".join(PROSE["fr"])
+    parts = {
+        "first": [doc("en", english, url="https://e.org/en"), doc("fr", french, "fra_Latn", url="https://e.org/fr")],
+        "second": [
+            doc("en-copy", english.upper(), url="https://mirror.org/en"),
+            doc("en-near", edit(english, 100), url="https://e.org/en-2"),
+            doc("fr-same-url", french[:300], "fra_Latn", url="http://www.e.org/fr/"),
+        ],
+    }
+    for lake in (local, on_ray):
+        for name, docs in parts.items():
+            put_clean(lake, docs, name)
+    first = run_dedup(local, DedupConfig(workers=2))
+    second = run_dedup(on_ray, DedupConfig(workers=2, executor=RAY))
+
+    assert second.run == first.run
+    names = [s[len(on_ray.root) :] for s in on_ray.shards(DOCUMENTS_DEDUP) + on_ray.shards(REJECTED)]
+    assert names == [s[len(local.root) :] for s in local.shards(DOCUMENTS_DEDUP) + local.shards(REJECTED)]
+    assert rows(on_ray, DOCUMENTS_DEDUP) == rows(local, DOCUMENTS_DEDUP)
+    assert rows(on_ray, REJECTED) == rows(local, REJECTED)
+    assert {r["id"] for r in rows(on_ray, DOCUMENTS_DEDUP)} == {"en", "fr"}
+    assert second.removed == first.removed == {EXACT: 1, URL: 1, NEAR: 1}
+
+
+@pytest.mark.slow
 def test_a_failed_ray_task_fails_the_run_naming_it(tmp_path, ray_session):
     # defined here so that cloudpickle ships it by value: Ray's workers cannot import this test module
     def fail_on_rank_one(data, rank: int = 0, world_size: int = 1):
@@ -157,6 +186,22 @@ def test_a_slurm_ingest_returns_once_submitted_naming_the_job(fake_sbatch, two_i
     with pytest.raises(PipelineSubmitted, match="job 1001 .*rerun the same command"):
         run_ingest(resolve_inputs(two_inputs), lake, config)
     assert not lake.shards(DOCUMENTS_CLEAN)  # nothing recorded until the jobs have run
+
+
+def test_a_slurm_dedup_submits_its_five_stages_each_after_the_previous_one(fake_sbatch, tmp_path):
+    lake = Lake.at(tmp_path / "lake")
+    put_clean(lake, [doc("a", " ".join(PROSE["en"])), doc("b", " ".join(PROSE["en"]))])
+    with pytest.raises(PipelineSubmitted, match="dedup run .* job 1009"):
+        run_dedup(lake, DedupConfig(executor=ExecutorConfig(kind="slurm", partition="cpu")))
+    calls = fake_sbatch.read_text().splitlines()  # each stage, then its stats merge
+    assert len(calls) == 10 and "--dependency" not in calls[0]
+    assert [c.split("--dependency=")[1].split()[0] for c in calls[2::2]] == [
+        "afterok:1001",
+        "afterok:1003",
+        "afterok:1005",
+        "afterok:1007",
+    ]
+    assert not lake.shards(DOCUMENTS_DEDUP)
 
 
 def test_slurm_needs_a_partition_and_takes_fractional_memory_in_mb(tmp_path):
