@@ -58,7 +58,7 @@ from pipelines.ingest import IngestConfig, run_ingest  # noqa: E402
 from pipelines.inputs import resolve_inputs  # noqa: E402
 from pipelines.lake import Lake  # noqa: E402
 from pipelines.language import LanguageID, LocalFT176LID, lid_model_path  # noqa: E402
-from pipelines.quality_filters import FINEWEB_CHAIN, LanguageRules, PerLanguage  # noqa: E402
+from pipelines.quality_filters import DATATROVE_CHAIN, LanguageRules, PerLanguage  # noqa: E402
 
 
 def count_records(warc: Path) -> int:
@@ -96,7 +96,7 @@ def with_datatrove_words(make, rules: LanguageRules):  # noqa: ANN001, ANN201
 
 def run_anchor(warc: Path, workdir: Path) -> tuple[float, int]:
     extractor = TidyTrafilatura(favour_precision=True, timeout=1.0, deduplicate=False)
-    filters = [PerLanguage(functools.partial(with_datatrove_words, make), step) for step, make in FINEWEB_CHAIN]
+    filters = [PerLanguage(functools.partial(with_datatrove_words, make), step) for step, make in DATATROVE_CHAIN]
     return timed_datatrove(warc, workdir, extractor, [LanguageID(lid_model_path()), *filters])
 
 
@@ -114,7 +114,8 @@ def run_english_defaults(warc: Path, workdir: Path) -> tuple[float, int]:
 
 def run_ours(warc: Path, workdir: Path) -> tuple[float, int]:
     start = time.perf_counter()
-    result = run_ingest(resolve_inputs([str(warc)]), Lake.at(workdir / "lake"), IngestConfig(workers=1, max_tasks=1))
+    config = IngestConfig(extractor="trafilatura", workers=1, max_tasks=1)  # the anchor's extractor: same settings
+    result = run_ingest(resolve_inputs([str(warc)]), Lake.at(workdir / "lake"), config)
     return time.perf_counter() - start, result.documents
 
 

@@ -333,7 +333,8 @@ def run(
     ingested, deduped = result.ingest, result.dedup
     out.print(
         f"documents in: {ingested.documents + ingested.rejected} · set aside by ingest: {ingested.rejected} · "
-        f"duplicates removed: {deduped.duplicates} · kept: {deduped.kept}"
+        f"duplicates removed: {deduped.duplicates} · kept: {deduped.kept}",
+        soft_wrap=True,
     )
     rows = run_language_rows(deduped)
     out.print(rich_table("by language", list(rows[0]) if rows else ["language"], [list(r.values()) for r in rows]))
