@@ -13,18 +13,20 @@ Three kinds of duplicate, removed in this order, all in one pass over the text:
 Every removed document goes to `documents/rejected/dedup/<kind>/` with its reason and
 `duplicate_of`, the id of the document that was kept in its place.
 
-The work is datatrove's MinHash plan, as four executor stages whose intermediate files spill to
-`_work/dedup/<run>/` (nothing grows in memory with the corpus but the set of duplicates
-itself, as in datatrove's clustering):
+The work is datatrove's MinHash plan, as five executor stages (the `STAGES`) whose intermediate
+files spill to `_work/dedup/<run>/` (nothing grows in memory with the corpus but the set of
+duplicates itself, as in datatrove's clustering). datatrove's own clustering and filter steps keep
+an arbitrary member of a cluster and do not say what a removed document duplicates; ours do, with
+exact, URL and near duplicates in one union-find, so stages 4 and 5 are ours:
 
 1. `signatures` (one task per input slice): MinHash signatures per band (`MinhashSignatures`,
    our faster twin of datatrove's stage 1, same file format) and, per task, sorted exact/URL keys
    plus the ids in reading order;
 2. `buckets` (one task per band): datatrove's `MinhashDedupBuckets` finds the near-duplicate pairs;
-   `keys` (one task): a streaming k-way merge of the sorted keys finds the exact and URL pairs;
-3. `clusters` (one task): union-find over the pairs, exact then URL then near, picks the document
+3. `keys` (one task): a streaming k-way merge of the sorted keys finds the exact and URL pairs;
+4. `clusters` (one task): union-find over the pairs, exact then URL then near, picks the document
    each cluster keeps and resolves the id every removed document duplicates;
-4. `filter` (one task per input slice): reads the documents again in the same order and writes the
+5. `filter` (one task per input slice): reads the documents again in the same order and writes the
    kept ones (with their cluster size) and the removed ones (with their reason).
 
 A run is named by a fingerprint of the input shards and the parameters. Each stage resumes from
@@ -194,7 +196,7 @@ def _write_atomic(folder: DataFolder, name: str, data: bytes) -> None:
 
 
 class DuplicateKeys(PipelineStep):
-    """Stage 1, beside the MinHash signatures: each task's exact and URL keys, sorted, and its ids.
+    """Stage 1 (`signatures`), beside the MinHash step: each task's exact and URL keys, sorted, and its ids.
 
     Documents pass through unchanged (the signature step after it consumes them); a document's
     index is its position in the task's reading order, the same numbering datatrove's MinHash uses.
@@ -255,7 +257,7 @@ def _sorted_keys(folder: DataFolder, name: str, file: int) -> Iterator[tuple[int
 
 
 class KeyMatches(PipelineStep):
-    """Stage 2 for exact and URL keys: one streaming k-way merge per kind, pairs in datatrove's format.
+    """Stage 3 (`keys`): one streaming k-way merge per kind, pairs in datatrove's format.
 
     In a run of equal keys the first record is the one kept (smallest `order`, then earliest), and
     every other member is paired with it.
@@ -296,7 +298,7 @@ def _pairs(folder: DataFolder, names: list[str]) -> Iterator[tuple[int, int]]:
 
 
 class Clusters(PipelineStep):
-    """Stage 3: union-find over all pairs; writes, per input task, what happens to its duplicates.
+    """Stage 4 (`clusters`): union-find over all pairs; writes, per input task, what happens to its duplicates.
 
     Exact pairs first, then URL pairs between documents still standing, then MinHash pairs, which
     merge whole clusters. A cluster keeps its earliest document (URL groups: their longest), and a
@@ -380,7 +382,7 @@ class Clusters(PipelineStep):
 
 
 class ApplyDedup(PipelineStep):
-    """Stage 4: drops each task's duplicates (to their exclusion writers) and tags the kept ones."""
+    """Stage 5 (`filter`): drops each task's duplicates (to their exclusion writers) and tags the kept ones."""
 
     type = "🫂 - DEDUP"
     name = "✂️ drop duplicates"
@@ -565,7 +567,7 @@ def _finished_runs(lake: Lake) -> set[str]:
 
 
 def _dedup(lake: Lake, run: str, tasks: int, shards: list[tuple[str, int]], config: DedupConfig) -> PipelineExecutor:
-    """The four stages (see the module docstring); returns the last stage's executor."""
+    """The five stages (see the module docstring); returns the last stage's executor."""
     work = WorkFolder(lake, run)
     paths_file = posixpath.join(work.root, "inputs.txt")
     if not lake.fs.exists(paths_file):
