@@ -128,21 +128,26 @@ def executor_config(kind: str, ray_address: str | None, slurm_partition: str | N
         fail(f"unknown --executor {kind!r}: use local, ray or slurm")
 
 
-def ingest_config(workers: int | None, **settings: Any) -> Any:
+def settings(model: Any, **values: Any) -> Any:
+    """A typed config from CLI values; a value out of range is one line, not a traceback."""
     from pydantic import ValidationError
 
-    from pipelines.ingest import IngestConfig
-
     try:
-        return IngestConfig(**settings, **({"workers": workers} if workers else {}))
+        return model(**values)
     except ValidationError as e:
         fail("; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()))
 
 
-def dedup_config(workers: int | None, **settings: Any) -> Any:
+def ingest_config(workers: int | None, **values: Any) -> Any:
+    from pipelines.ingest import IngestConfig
+
+    return settings(IngestConfig, **values, **({"workers": workers} if workers else {}))
+
+
+def dedup_config(workers: int | None, **values: Any) -> Any:
     from pipelines.dedup import DedupConfig
 
-    return DedupConfig(**settings, **({"workers": workers} if workers else {}))
+    return settings(DedupConfig, **values, **({"workers": workers} if workers else {}))
 
 
 @contextmanager

@@ -294,3 +294,5 @@ def test_cli_dedup_prints_what_it_removed_and_rejects_an_unknown_executor(tmp_pa
     assert again.exit_code == 0 and "already done" in again.stdout
     wrong = CliRunner().invoke(app, ["dedup", "--lake", lake.root, "--executor", "spark"])
     assert wrong.exit_code == 1 and "unknown --executor 'spark'" in wrong.stderr and "Traceback" not in wrong.output
+    zero = CliRunner().invoke(app, ["dedup", "--lake", lake.root, "--ngrams", "0"])
+    assert zero.exit_code == 1 and "n_grams: Input should be greater than or equal to 1" in zero.stderr
