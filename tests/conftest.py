@@ -13,7 +13,22 @@ os.environ.update(
     PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120",
 )
 
+import sys  # noqa: E402
+
 import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def loguru_to_current_stderr():
+    """Start each test with a loguru sink that writes to whatever stderr is now.
+
+    datatrove re-adds loguru's default sink bound to the `sys.stderr` of that moment (in a CLI test,
+    the `CliRunner`'s stream, closed once the test ends); a later test's logs would go there.
+    """
+    from loguru import logger
+
+    logger.remove()
+    logger.add(lambda message: sys.stderr.write(message), level="INFO")
 
 
 @pytest.fixture(scope="session")
