@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import posixpath
+import shutil
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -31,6 +32,8 @@ DEFAULT_LAKE = "./lake"
 DOCUMENTS_CLEAN = "documents/clean"
 DOCUMENTS_DEDUP = "documents/dedup"
 REJECTED = "documents/rejected"
+TOKENIZERS = "tokenizers"
+REPORTS = "reports"
 STAGING = "_staging"
 MANIFEST = "_manifest.json"
 
@@ -165,6 +168,43 @@ def publish(fs: fsspec.AbstractFileSystem, tmp: str, path: str) -> None:
         os.replace(tmp, path)
     else:
         fs.mv(tmp, path)
+
+
+def publish_folder(fs: fsspec.AbstractFileSystem, local_dir: str, dest: str) -> None:
+    """Put a finished local folder at `dest` whole: readers see the old folder or the new one, never a mix.
+
+    The folder is copied next to `dest` under a temporary name first, then renamed into place; an
+    existing `dest` is renamed aside and removed only once the new one is there, so a failure at
+    any point leaves the previous version intact.
+    """
+    parent, name = posixpath.split(dest.rstrip("/"))
+    fs.makedirs(parent, exist_ok=True)
+    token = uuid.uuid4().hex[:8]
+    staged, old = posixpath.join(parent, f".{name}.{token}.tmp"), posixpath.join(parent, f".{name}.{token}.old")
+    try:
+        if isinstance(fs, LocalFileSystem):
+            shutil.copytree(local_dir, staged)
+        else:
+            fs.put(local_dir.rstrip("/") + "/", staged, recursive=True)
+        had_old = fs.exists(dest)
+        if had_old:
+            _move(fs, dest, old)
+        _move(fs, staged, dest)
+    except BaseException:
+        if fs.exists(staged):
+            fs.rm(staged, recursive=True)
+        if fs.exists(old) and not fs.exists(dest):
+            _move(fs, old, dest)
+        raise
+    if had_old:
+        fs.rm(old, recursive=True)
+
+
+def _move(fs: fsspec.AbstractFileSystem, source: str, dest: str) -> None:
+    if isinstance(fs, LocalFileSystem):
+        os.rename(source, dest)
+    else:
+        fs.mv(source, dest, recursive=True)
 
 
 def write_table(lake: Lake, dataset: str, name: str, table: pa.Table) -> str:
