@@ -1,4 +1,4 @@
-"""Small real inputs for the ingest tests: prose that passes FineWeb's filters, pages, WARCs, JSONL."""
+"""Small real inputs for the tests: prose that passes FineWeb's filters, pages, WARCs, JSONL, lakes of documents."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ import json
 from pathlib import Path
 from typing import Iterable
 
+import pyarrow as pa
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
+
+from pipelines.lake import DOCUMENTS_DEDUP, DOCUMENTS_SCHEMA, Lake, refresh_manifest, write_table
 
 # Original paragraphs, long enough (and written plainly enough) to pass the Gopher, C4 and FineWeb rules.
 PROSE: dict[str, list[str]] = {
@@ -122,3 +125,28 @@ def write_jsonl(path: Path, rows: Iterable[dict | str | bytes], gz: bool = False
     data = b"\n".join(lines) + b"\n"
     path.write_bytes(gzip.compress(data) if gz else data)
     return path
+
+
+# FLORES-style codes of the languages PROSE holds
+LANGS = {"eng_Latn": "en", "fra_Latn": "fr", "deu_Latn": "de", "jpn_Jpan": "ja"}
+
+
+def document_rows(lang: str, count: int) -> list[dict]:
+    """`count` distinct documents of one language, built from the builders' prose (rotated, numbered)."""
+    prose = PROSE[LANGS[lang]]
+    rows = []
+    for i in range(count):
+        body = " ".join(prose[(i + k) % len(prose)] for k in range(1 + i % 4))
+        text = f"{body} ({lang} {i}: {i * 37 % 1000} {i % 7})"
+        rows.append({"id": f"{lang}-{i}", "text": text, "lang": lang, "n_chars": len(text)})
+    return rows
+
+
+def documents_lake(root: Path, counts: dict[str, int], dataset: str = DOCUMENTS_DEDUP) -> Lake:
+    """A lake whose `dataset` holds `counts[lang]` documents per language, with its manifest."""
+    lake = Lake.at(root)
+    for lang, n in counts.items():
+        table = pa.Table.from_pylist(document_rows(lang, n), schema=DOCUMENTS_SCHEMA)
+        write_table(lake, dataset, f"lang={lang}/part-0.parquet", table)
+    refresh_manifest(lake, dataset)
+    return lake

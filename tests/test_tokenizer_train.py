@@ -7,13 +7,12 @@ import os
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pytest
+from builders import LANGS, PROSE, document_rows, documents_lake
 from pydantic import ValidationError
 from tokenizers import Tokenizer
 
-from pipelines.lake import DOCUMENTS_CLEAN, DOCUMENTS_DEDUP, DOCUMENTS_SCHEMA, TOKENIZERS, Lake, refresh_manifest, write_table
-from builders import PROSE
+from pipelines.lake import DOCUMENTS_CLEAN, DOCUMENTS_DEDUP, TOKENIZERS, Lake
 from tokenizer_training.sampling import TrainingDataError, plan_sample, survey
 from tokenizer_training.train import (
     CHATML_TEMPLATE,
@@ -27,32 +26,9 @@ from tokenizer_training.train import (
 FLORES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "flores200-dev"
 needs_flores = pytest.mark.skipif(not FLORES.is_dir(), reason="needs ../shared/data/flores200-dev (the team's test data)")
 
-LANGS = {"eng_Latn": "en", "fra_Latn": "fr", "deu_Latn": "de", "jpn_Jpan": "ja"}
-
-
-def documents(lang: str, count: int) -> list[dict]:
-    """`count` distinct documents of one language, built from the builders' prose (rotated, numbered)."""
-    prose = PROSE[LANGS[lang]]
-    rows = []
-    for i in range(count):
-        body = " ".join(prose[(i + k) % len(prose)] for k in range(1 + i % 4))
-        text = f"{body} ({lang} {i}: {i * 37 % 1000} {i % 7})"
-        rows.append({"id": f"{lang}-{i}", "text": text, "lang": lang, "n_chars": len(text)})
-    return rows
-
-
-def make_lake(root: Path, counts: dict[str, int], dataset: str = DOCUMENTS_DEDUP) -> Lake:
-    lake = Lake.at(root)
-    for lang, n in counts.items():
-        table = pa.Table.from_pylist(documents(lang, n), schema=DOCUMENTS_SCHEMA)
-        write_table(lake, dataset, f"lang={lang}/part-0.parquet", table)
-    refresh_manifest(lake, dataset)
-    return lake
-
-
 @pytest.fixture
 def lake(tmp_path) -> Lake:
-    return make_lake(tmp_path / "lake", {"eng_Latn": 120, "fra_Latn": 60, "deu_Latn": 30, "jpn_Jpan": 12})
+    return documents_lake(tmp_path / "lake", {"eng_Latn": 120, "fra_Latn": 60, "deu_Latn": 30, "jpn_Jpan": 12})
 
 
 def train(lake: Lake, name: str = "tok", **settings) -> object:
@@ -64,7 +40,7 @@ def test_alpha_one_keeps_the_natural_mix_and_alpha_zero_gives_each_language_the_
     uniform = train(lake, "uniform", alpha=0.0).manifest
     budget = natural["sample"]["budget_bytes"]
     assert uniform["sample"]["budget_bytes"] == budget  # same total: the training text's size
-    sizes = {d["id"]: len(d["text"].encode()) for lang in LANGS for d in documents(lang, 120)}
+    sizes = {d["id"]: len(d["text"].encode()) for lang in LANGS for d in document_rows(lang, 120)}
     largest = max(sizes.values())
     for lang, s in natural["languages"].items():
         train_bytes = s["bytes"] - s["heldout_bytes"]
@@ -93,7 +69,7 @@ def test_held_out_documents_are_the_smallest_id_hashes_and_never_sampled(lake, a
 
 def test_same_data_and_parameters_give_a_byte_identical_tokenizer(lake, tmp_path):
     first = Path(train(lake, "a").path, "tokenizer.json").read_bytes()
-    twin = make_lake(tmp_path / "twin", {"eng_Latn": 120, "fra_Latn": 60, "deu_Latn": 30, "jpn_Jpan": 12})
+    twin = documents_lake(tmp_path / "twin", {"eng_Latn": 120, "fra_Latn": 60, "deu_Latn": 30, "jpn_Jpan": 12})
     assert Path(train(twin, "a").path, "tokenizer.json").read_bytes() == first
     assert Path(train(lake, "b", alpha=0.0).path, "tokenizer.json").read_bytes() != first
 
@@ -134,6 +110,7 @@ def test_transformers_loads_the_folder_with_a_chatml_template_and_the_same_ids(l
     assert auto(text)["input_ids"] == raw.encode(text, add_special_tokens=False).ids
     assert auto.decode(auto(text)["input_ids"]) == text
     assert (auto.eos_token, auto.pad_token, auto.bos_token) == ("<|endoftext|>", "<|pad|>", None)
+    assert set(auto.all_special_tokens) == set(SPECIAL_TOKENS)
     assert auto.chat_template == CHATML_TEMPLATE
     messages = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]
     rendered = auto.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
@@ -166,14 +143,14 @@ def test_an_empty_lake_is_a_clear_error_and_writes_nothing(tmp_path):
     lake = Lake.at(tmp_path / "lake")
     with pytest.raises(TrainingDataError, match="lmforge ingest"):
         train(lake)
-    clean_only = make_lake(tmp_path / "clean", {"eng_Latn": 5}, dataset=DOCUMENTS_CLEAN)
+    clean_only = documents_lake(tmp_path / "clean", {"eng_Latn": 5}, dataset=DOCUMENTS_CLEAN)
     with pytest.raises(TrainingDataError, match="lmforge dedup"):
         train(clean_only)
     assert not lake.exists(TOKENIZERS) and not clean_only.exists(TOKENIZERS)
 
 
 def test_a_language_with_one_document_is_refused_when_asked_for_and_skipped_otherwise(tmp_path):
-    lake = make_lake(tmp_path / "lake", {"eng_Latn": 20, "fra_Latn": 1})
+    lake = documents_lake(tmp_path / "lake", {"eng_Latn": 20, "fra_Latn": 1})
     with pytest.raises(TrainingDataError, match="fra_Latn has 1"):
         train(lake, languages=["eng_Latn", "fra_Latn"])
     assert not lake.exists(TOKENIZERS)
