@@ -269,6 +269,119 @@ def dedup(
     print_dedup(result)
 
 
+tokenizer_app = typer.Typer(
+    help="Train a BPE tokenizer on the lake; report per-language compression and cost.", no_args_is_help=True
+)
+app.add_typer(tokenizer_app, name="tokenizer")
+
+
+@contextmanager
+def tokenizer_errors() -> Iterator[None]:
+    """Bad tokenizer input (empty lake, unaligned files, unknown file type, a taken name) is one line."""
+    from tokenizer_training.compare import NothingToMeasure
+    from tokenizer_training.evaluate import ParallelTextError, TokenizerLoadError
+    from tokenizer_training.sampling import TrainingDataError
+    from tokenizer_training.train import TokenizerExistsError
+
+    try:
+        yield
+    except (TrainingDataError, TokenizerExistsError, ParallelTextError, TokenizerLoadError, NothingToMeasure) as e:
+        fail(str(e))
+
+
+def print_training(result: Any) -> None:
+    from flows.tokenizer import sample_rows
+
+    m = result.manifest
+    done = " (already trained on this data: nothing to do)" if result.already_trained else ""
+    rows = sample_rows(result)
+    out.print(
+        rich_table(
+            f"tokenizer {result.name}{done}: {result.vocab_size} tokens, {m['sample']['bytes'] / 1e6:.1f} MB sampled "
+            f"(alpha {m['parameters']['alpha']}), trained in {m['training_seconds']:.1f} s",
+            list(rows[0]) if rows else ["language"],
+            [list(r.values()) for r in rows],
+        )
+    )
+    for lang, why in m["skipped_languages"].items():
+        err.print(f"skipped {lang}: {why}", highlight=False)
+    out.print(f"saved {result.path} (tokenizer.json, transformers files with a ChatML template, _manifest.json)")
+
+
+@tokenizer_app.command("train")
+def tokenizer_train(
+    name: Annotated[str, typer.Option("--name", help="folder under <lake>/tokenizers/")],
+    vocab_size: Annotated[int, typer.Option("--vocab-size", help="tokens in all: 256 bytes + 4 specials + merges")],
+    lake: LakeOption = None,
+    languages: Annotated[
+        Optional[list[str]], typer.Option("--languages", help="train on these languages only (repeat the option)")
+    ] = None,
+    alpha: Annotated[float, typer.Option(help="language sampling p ∝ n^alpha: 1 natural mix, 0 uniform")] = 0.3,
+    min_frequency: Annotated[int, typer.Option(help="merge a pair only if seen this often")] = 2,
+    heldout_fraction: Annotated[float, typer.Option(help="documents per language held out for the report")] = 0.05,
+    max_sample_mb: Annotated[Optional[float], typer.Option(help="sample size in MB (default: all training text)")] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace a tokenizer of this name trained on other data")] = False,
+) -> None:
+    """Train a byte-level BPE tokenizer by streaming the lake's documents (temperature-sampled per language)."""
+    from flows.tokenizer import train_tokenizer_flow
+    from tokenizer_training.train import TokenizerConfig
+
+    config = settings(
+        TokenizerConfig,
+        name=name,
+        vocab_size=vocab_size,
+        languages=languages or None,
+        alpha=alpha,
+        min_frequency=min_frequency,
+        heldout_fraction=heldout_fraction,
+        max_sample_bytes=int(max_sample_mb * 1e6) if max_sample_mb else None,
+    )
+    with tokenizer_errors():
+        result = train_tokenizer_flow(config, lake, overwrite)
+    print_training(result)
+
+
+def print_report(result: Any) -> None:
+    from tokenizer_training.report import headline, premium_rows
+
+    rows = premium_rows(result.report)
+    if rows:
+        title = "premium: tokens for the same text, relative to English"
+        out.print(rich_table(title, list(rows[0]), [list(r.values()) for r in rows]))
+    for line in headline(result.report):
+        out.print(line, highlight=False, soft_wrap=True)
+    out.print(f"report: {result.files.html} (also report.md, report.json and PNG charts in {result.files.out})")
+
+
+@tokenizer_app.command("report")
+def tokenizer_report(
+    tokenizers: Annotated[
+        list[str],
+        typer.Option(
+            "--tokenizer", help="a *.tiktoken rank file, a tokenizer.json, a folder holding one, or a lake tokenizer name"
+        ),
+    ],
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="report folder (default: <lake>/reports/tokenizer)")] = None,
+    lake: LakeOption = None,
+    parallel: Annotated[
+        Optional[Path], typer.Option("--parallel", help="folder of aligned <lang>.txt files (FLORES layout) for the premium")
+    ] = None,
+    price_per_1m_tokens: Annotated[float, typer.Option("--price-per-1m-tokens", help="USD per 1M tokens, for the cost")] = 1.0,
+    heldout_mb: Annotated[float, typer.Option(help="lake held-out text per language, in MB")] = 1.0,
+) -> None:
+    """Per-language compression (bytes/token, fertility, premium vs English) and cost: JSON, Markdown, HTML, PNG."""
+    from flows.tokenizer import tokenizer_report_flow
+
+    if price_per_1m_tokens < 0:
+        fail("--price-per-1m-tokens must not be negative")
+    with tokenizer_errors():
+        result = tokenizer_report_flow(
+            tokenizers, lake, str(parallel) if parallel else None, price_per_1m_tokens, str(out_dir) if out_dir else None,
+            int(heldout_mb * 1e6),
+        )
+    print_report(result)
+
+
 def render(columns: list[str], rows: list[tuple], fmt: str) -> str:
     if fmt == "json":
         return json.dumps([dict(zip(columns, r)) for r in rows], default=str, ensure_ascii=False, indent=1)
@@ -312,6 +425,17 @@ def stats(lake: LakeOption = None) -> None:
         out.print(rich_table(title, result.columns, result.rows))
 
 
+REFERENCE_DATA = "../shared/data"  # where the team keeps reference tokenizers and FLORES (see its README)
+REFERENCE_TOKENIZERS = ("r50k_base.tiktoken", "o200k_base.tiktoken")
+
+
+def reference_inputs(folder: Path) -> tuple[list[str], str | None]:
+    """The reference tokenizers and aligned text `lmforge run` compares against, where present."""
+    tokenizers = [str(folder / "tokenizers" / name) for name in REFERENCE_TOKENIZERS if (folder / "tokenizers" / name).is_file()]
+    parallel = folder / "flores200-dev"
+    return tokenizers, str(parallel) if parallel.is_dir() else None
+
+
 @app.command()
 def run(
     lake: LakeOption = None,
@@ -321,8 +445,12 @@ def run(
     extractor: ExtractorOption = "resiliparse",
     executor: ExecutorOption = "local",
     ray_address: RayAddressOption = None,
+    reference_data: Annotated[
+        Path,
+        typer.Option(help="folder with tokenizers/{r50k,o200k}_base.tiktoken and flores200-dev/ to compare against, if present"),
+    ] = Path(REFERENCE_DATA),
 ) -> None:
-    """The main job on the embedded default: build the sample corpus, ingest it, deduplicate it, summarise."""
+    """The main job on the embedded default: build the sample corpus, ingest, deduplicate, train a tokenizer, report."""
     from flows.end_to_end import end_to_end
     from flows.summaries import run_language_rows
 
@@ -333,8 +461,11 @@ def run(
     where = executor_config(executor, ray_address, None)
     config = ingest_config(workers, extractor=extractor, executor=where)
     dedup = dedup_config(workers, executor=where)
-    with user_errors(), ingest_progress(sample, lake, config):
-        result = end_to_end(sample, lake, config, dedup)
+    references, parallel = reference_inputs(reference_data)
+    if not parallel:
+        out.print(f"no aligned text at {reference_data}/flores200-dev: the report measures the lake's held-out documents")
+    with user_errors(), tokenizer_errors(), ingest_progress(sample, lake, config):
+        result = end_to_end(sample, lake, config, dedup, references=references, parallel=parallel)
     ingested, deduped = result.ingest, result.dedup
     out.print(
         f"documents in: {ingested.documents + ingested.rejected} · set aside by ingest: {ingested.rejected} · "
@@ -345,6 +476,8 @@ def run(
     out.print(rich_table("by language", list(rows[0]) if rows else ["language"], [list(r.values()) for r in rows]))
     removed = [("ingest", k, v) for k, v in ingested.by_reason.items()] + [("dedup", k, v) for k, v in deduped.removed.items()]
     out.print(rich_table("removed, by reason", ["stage", "reason", "documents"], removed))
+    print_training(result.tokenizer)
+    print_report(result.report)
     out.print(f'lake: {deduped.lake} · try: lmforge query "SELECT lang, count(*) FROM documents GROUP BY lang"')
     report_unusable(ingested)
 

@@ -266,7 +266,7 @@ def test_cli_folder_without_inputs_is_one_clear_line(tmp_path, prefect_harness):
 
 
 @pytest.mark.skipif(not DEBIAN_REFERENCE.is_dir(), reason="needs Debian's documentation packages (make installs them)")
-def test_lmforge_run_builds_the_sample_ingests_it_and_is_idempotent(tmp_path, prefect_harness):
+def test_lmforge_run_builds_the_sample_ingests_dedups_trains_a_tokenizer_and_is_idempotent(tmp_path, prefect_harness):
     args = ["run", "--lake", str(tmp_path / "lake"), "--sample", str(tmp_path / "s" / "docs.warc.gz"), "--pages-per-folder", "2"]
     first = CliRunner().invoke(app, args)
     assert first.exit_code == 0, first.output
@@ -276,9 +276,13 @@ def test_lmforge_run_builds_the_sample_ingests_it_and_is_idempotent(tmp_path, pr
     counts = "SELECT (SELECT count(*) FROM documents_clean), (SELECT count(*) FROM documents)"
     clean, deduped = query(lake, counts).rows[0]
     assert clean >= deduped > 0
+    tokenizer = Path(lake.path("tokenizers", "sample-8k"))
+    assert (tokenizer / "tokenizer.json").is_file() and "tokenizer sample-8k" in " ".join(first.stdout.split())
+    assert Path(lake.path("reports", "tokenizer", "report.html")).is_file()
     second = CliRunner().invoke(app, args)
     assert second.exit_code == 0, second.output
     assert query(lake, counts).rows[0] == (clean, deduped)
+    assert "already trained" in second.stdout
     assert len(read_manifest(lake, DOCUMENTS_CLEAN).runs) == 1 and len(read_manifest(lake, DOCUMENTS_DEDUP).runs) == 1
 
 
