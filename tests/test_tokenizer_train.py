@@ -185,3 +185,19 @@ def test_a_taken_name_is_refused_unless_overwritten_and_a_failed_write_leaves_th
     monkeypatch.undo()
     replaced = train_tokenizer(lake, TokenizerConfig(name="tok", vocab_size=450), overwrite=True)
     assert replaced.vocab_size == 450 and sorted(os.listdir(lake.path(TOKENIZERS))) == ["tok"]
+
+
+def test_the_text_stream_reports_a_lake_that_changed_and_stops_its_reader_when_abandoned(lake):
+    import threading
+
+    from tokenizer_training.sampling import stream_texts
+
+    found = survey(lake, lake.shards(DOCUMENTS_DEDUP))
+    plan = plan_sample(found, None, 1.0, heldout_fraction=0.05)
+    assert len(list(stream_texts(lake, found, plan.copies))) == plan.sampled_documents
+    with pytest.raises(TrainingDataError, match="changed while the tokenizer was training"):
+        list(stream_texts(lake, found, plan.copies[:-1]))  # one document fewer than the shards hold
+    stream = stream_texts(lake, found, plan.copies, batch_rows=8)
+    next(stream)
+    stream.close()
+    assert not [t for t in threading.enumerate() if t.name == "lmforge-text-prefetch"]
