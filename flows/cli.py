@@ -279,7 +279,8 @@ app.add_typer(tokenizer_app, name="tokenizer")
 def tokenizer_errors() -> Iterator[None]:
     """Bad tokenizer input (empty lake, unaligned files, unknown file type, a taken name) is one line."""
     from tokenizer_training.compare import NothingToMeasure
-    from tokenizer_training.evaluate import ParallelTextError, TokenizerLoadError
+    from tokenizer_training.loading import TokenizerLoadError
+    from tokenizer_training.parallel import ParallelTextError
     from tokenizer_training.sampling import TrainingDataError
     from tokenizer_training.train import TokenizerExistsError
 

@@ -14,19 +14,9 @@ import pytest
 import tiktoken
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-from tokenizer_training.evaluate import (
-    REFERENCE_LANGUAGE,
-    LanguageCounts,
-    LoadedTokenizer,
-    ParallelTextError,
-    TokenizerLoadError,
-    count_languages,
-    is_spaced,
-    language_entry,
-    load_tokenizer,
-    read_parallel,
-    tokenizer_entry,
-)
+from tokenizer_training.evaluate import LanguageCounts, count_languages, is_spaced, language_entry, tokenizer_entry
+from tokenizer_training.loading import LoadedTokenizer, TokenizerLoadError, load_tokenizer
+from tokenizer_training.parallel import REFERENCE_LANGUAGE, ParallelTextError, read_parallel
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 ENCODINGS = ("r50k_base", "cl100k_base", "o200k_base")

@@ -15,15 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.lake import Lake, lmforge_version, utc_now
-from tokenizer_training.evaluate import (
-    REFERENCE_LANGUAGE,
-    LoadedTokenizer,
-    TokenizerLoadError,
-    count_languages,
-    load_tokenizer,
-    read_parallel,
-    tokenizer_entry,
-)
+from tokenizer_training.evaluate import count_languages, tokenizer_entry
+from tokenizer_training.loading import LoadedTokenizer, TokenizerLoadError, load_tokenizer
+from tokenizer_training.parallel import REFERENCE_LANGUAGE, read_parallel
 from tokenizer_training.sampling import heldout_texts
 from tokenizer_training.train import read_tokenizer_manifest, tokenizer_dir
 
