@@ -9,6 +9,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import resource
+import statistics
 import tempfile
 from typing import Any, Callable
 
@@ -16,6 +17,18 @@ from typing import Any, Callable
 def peak_rss_mb() -> float:
     """This process's peak resident memory (Linux reports ru_maxrss in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def cpu_seconds() -> float:
+    """CPU time this process has used, all threads (user + system): unlike wall time, not inflated
+    when the machine's host takes the CPU away (this VM's runs vary ±10% in wall time)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def paired_ratio(anchor: list[float], ours: list[float]) -> float:
+    """Median over runs of anchor time / our time, each pair measured back to back (drift cancels)."""
+    return statistics.median(a / o for a, o in zip(anchor, ours))
 
 
 def _call(fn: Callable[..., Any], args: tuple, log: str, results: Any) -> None:

@@ -36,7 +36,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from _harness import in_fresh_process, peak_rss_mb  # noqa: E402
+from _harness import cpu_seconds, in_fresh_process, paired_ratio, peak_rss_mb  # noqa: E402
 
 SHARED = ROOT / ".." / "shared" / "data"
 REFERENCES = ("r50k_base", "cl100k_base", "o200k_base")
@@ -70,14 +70,14 @@ def ours(lake_root: str, vocab_size: int, out: str) -> dict:
     from tokenizer_training.train import TokenizerConfig, train_tokenizer
 
     config = TokenizerConfig(name=f"bench-{uuid.uuid4().hex[:8]}", vocab_size=vocab_size, alpha=1.0)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_seconds()
     result = train_tokenizer(Lake.at(lake_root), config)
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, cpu_seconds() - cpu
     Path(out).write_bytes(Path(result.path, "tokenizer.json").read_bytes())
     import shutil
 
     shutil.rmtree(result.path)
-    return {"elapsed": elapsed, "trainer": result.manifest["training_seconds"], "rss_mb": peak_rss_mb()}
+    return {"elapsed": elapsed, "cpu": cpu, "trainer": result.manifest["training_seconds"], "rss_mb": peak_rss_mb()}
 
 
 def raw(text_file: str, vocab_size: int, out: str) -> dict:
@@ -90,11 +90,12 @@ def raw(text_file: str, vocab_size: int, out: str) -> dict:
     del table  # only the Python list stays, as in a plain in-memory training script
     tokenizer = build_tokenizer()
     trainer = bpe_trainer(TokenizerConfig(name="raw", vocab_size=vocab_size, alpha=1.0))
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_seconds()
     tokenizer.train_from_iterator((texts[i : i + 1024] for i in range(0, len(texts), 1024)), trainer, length=len(texts))
     trained = time.perf_counter() - started
     Path(out).write_text(tokenizer.to_str(pretty=True))  # saving is part of training, as on our side
-    return {"elapsed": time.perf_counter() - started, "trainer": trained, "rss_mb": peak_rss_mb()}
+    elapsed, cpu = time.perf_counter() - started, cpu_seconds() - cpu
+    return {"elapsed": elapsed, "cpu": cpu, "trainer": trained, "rss_mb": peak_rss_mb()}
 
 
 def bench_training(lake_root: str, vocab_size: int, repeats: int, tmp: str) -> dict:
@@ -110,22 +111,30 @@ def bench_training(lake_root: str, vocab_size: int, repeats: int, tmp: str) -> d
             run = in_fresh_process(ours if side == "ours" else raw, source, vocab_size, outputs[side])
             runs[side].append(run)
             speed = mb / run["elapsed"]
-            print(f"run {i + 1} {side:>4}: {run['elapsed']:6.2f} s  {speed:5.2f} MB/s  peak RSS {run['rss_mb']:6.0f} MB")
+            print(
+                f"run {i + 1} {side:>4}: {run['elapsed']:6.2f} s  {speed:5.2f} MB/s  cpu {run['cpu']:6.2f} s  "
+                f"peak RSS {run['rss_mb']:6.0f} MB"
+            )
     identical = Path(outputs["raw"]).read_bytes() == Path(outputs["ours"]).read_bytes()
     median = {side: statistics.median(r["elapsed"] for r in rs) for side, rs in runs.items()}
+    cpu = {side: statistics.median(r["cpu"] for r in rs) for side, rs in runs.items()}
     rss = {side: statistics.median(r["rss_mb"] for r in rs) for side, rs in runs.items()}
+    wall = {side: [r["elapsed"] for r in rs] for side, rs in runs.items()}
     figures = {
         "corpus": corpus,
         "vocab_size": vocab_size,
         "mb_per_s": {side: round(mb / t, 3) for side, t in median.items()},
         "speed_ratio": round(median["raw"] / median["ours"], 3),
+        "paired_speed_ratio": round(paired_ratio(wall["raw"], wall["ours"]), 3),
+        "cpu_ratio": round(cpu["raw"] / cpu["ours"], 3),
         "peak_rss_mb": {side: round(v) for side, v in rss.items()},
         "identical_tokenizer_json": identical,
         "runs": runs,
     }
     print(
         f"training: ours {figures['mb_per_s']['ours']} MB/s vs raw {figures['mb_per_s']['raw']} MB/s = "
-        f"{figures['speed_ratio']}x (target >= 0.95); peak RSS ours {rss['ours']:.0f} MB vs raw {rss['raw']:.0f} MB "
+        f"{figures['speed_ratio']}x (target >= 0.95; paired runs {figures['paired_speed_ratio']}x, "
+        f"CPU time {figures['cpu_ratio']}x); peak RSS ours {rss['ours']:.0f} MB vs raw {rss['raw']:.0f} MB "
         f"(target <=); identical tokenizer.json: {identical}"
     )
     return figures
@@ -155,23 +164,25 @@ def bench_encode(tokenizers: dict[str, str], repeats: int) -> dict:
     for name, path in tokenizers.items():
         tok = load_tokenizer(path)
         times: dict[str, list[float]] = {"raw": [], "ours": []}
-        for _ in range(repeats):
-            started = time.perf_counter()
-            raw_tokens = raw_batch(tok, list(texts.values()))
-            times["raw"].append(time.perf_counter() - started)
-            started = time.perf_counter()
-            counts = count_languages(tok, batch)
-            times["ours"].append(time.perf_counter() - started)
+        for i in range(repeats):
+            for side in ("raw", "ours") if i % 2 == 0 else ("ours", "raw"):
+                started = time.perf_counter()
+                if side == "raw":
+                    raw_tokens = raw_batch(tok, list(texts.values()))
+                else:
+                    counts = count_languages(tok, batch)
+                times[side].append(time.perf_counter() - started)
         assert sum(c.tokens for c in counts.values()) == raw_tokens, name
         median = {side: statistics.median(t) for side, t in times.items()}
         figures[name] = {
             "mb_per_s": {side: round(mb / t, 2) for side, t in median.items()},
             "ratio": round(median["raw"] / median["ours"], 3),
+            "paired_ratio": round(paired_ratio(times["raw"], times["ours"]), 3),
             "tokens": raw_tokens,
         }
         print(
             f"encode {name:>12}: ours {mb / median['ours']:6.2f} MB/s vs raw {mb / median['raw']:6.2f} MB/s = "
-            f"{figures[name]['ratio']}x (target >= 0.9); {raw_tokens} tokens, equal"
+            f"{figures[name]['ratio']}x (target >= 0.9; paired {figures[name]['paired_ratio']}x); {raw_tokens} tokens, equal"
         )
     return {"flores_mb": round(mb, 3), "languages": len(texts), "tokenizers": figures}
 
