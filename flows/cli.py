@@ -375,6 +375,8 @@ def tokenizer_report(
 
     if price_per_1m_tokens < 0:
         fail("--price-per-1m-tokens must not be negative")
+    if heldout_mb <= 0:
+        fail("--heldout-mb must be positive")
     with tokenizer_errors():
         result = tokenizer_report_flow(
             tokenizers, lake, str(parallel) if parallel else None, price_per_1m_tokens, str(out_dir) if out_dir else None,
