@@ -48,14 +48,13 @@ def fail(message: str, code: int = 1) -> None:
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn the errors a user can fix (bad paths, missing model) into one line and exit code 1."""
-    from pipelines.executors import ExecutorError, PipelineSubmitted
-    from pipelines.inputs import InputError
-    from pipelines.language import LidModelMissing
+    """Turn the errors a user can fix (bad paths, missing model, an empty lake…) into one line and exit code 1."""
+    from pipelines.executors import PipelineSubmitted
+    from pipelines.lake import UserError
 
     try:
         yield
-    except (InputError, LidModelMissing, ExecutorError) as e:
+    except UserError as e:
         fail(str(e))
     except PipelineSubmitted as e:  # a Slurm run is queued: not an error, nothing to summarise yet
         out.print(str(e), highlight=False, soft_wrap=True)
@@ -275,21 +274,6 @@ tokenizer_app = typer.Typer(
 app.add_typer(tokenizer_app, name="tokenizer")
 
 
-@contextmanager
-def tokenizer_errors() -> Iterator[None]:
-    """Bad tokenizer input (empty lake, unaligned files, unknown file type, a taken name) is one line."""
-    from tokenizer_training.compare import NothingToMeasure
-    from tokenizer_training.loading import TokenizerLoadError
-    from tokenizer_training.parallel import ParallelTextError
-    from tokenizer_training.sampling import TrainingDataError
-    from tokenizer_training.train import TokenizerExistsError
-
-    try:
-        yield
-    except (TrainingDataError, TokenizerExistsError, ParallelTextError, TokenizerLoadError, NothingToMeasure) as e:
-        fail(str(e))
-
-
 def print_training(result: Any) -> None:
     from flows.tokenizer import sample_rows
 
@@ -337,7 +321,7 @@ def tokenizer_train(
         heldout_fraction=heldout_fraction,
         max_sample_bytes=int(max_sample_mb * 1e6) if max_sample_mb else None,
     )
-    with tokenizer_errors():
+    with user_errors():
         result = train_tokenizer_flow(config, lake, overwrite)
     print_training(result)
 
@@ -377,7 +361,7 @@ def tokenizer_report(
         fail("--price-per-1m-tokens must not be negative")
     if heldout_mb <= 0:
         fail("--heldout-mb must be positive")
-    with tokenizer_errors():
+    with user_errors():
         result = tokenizer_report_flow(
             tokenizers, lake, str(parallel) if parallel else None, price_per_1m_tokens, str(out_dir) if out_dir else None,
             int(heldout_mb * 1e6),
@@ -467,7 +451,7 @@ def run(
     references, parallel = reference_inputs(reference_data)
     if not parallel:
         out.print(f"no aligned text at {reference_data}/flores200-dev: the report measures the lake's held-out documents")
-    with user_errors(), tokenizer_errors(), ingest_progress(sample, lake, config):
+    with user_errors(), ingest_progress(sample, lake, config):
         result = end_to_end(sample, lake, config, dedup, references=references, parallel=parallel)
     ingested, deduped = result.ingest, result.dedup
     out.print(

@@ -40,12 +40,14 @@ from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.stats import PipelineStats
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipelines.lake import UserError
+
 ExecutorKind = Literal["local", "ray", "slurm"]
 RAY_MISSING = "the Ray executor needs Ray: pip install 'lmforge[ray]'"
 GIB = 1 << 30
 
 
-class ExecutorError(Exception):
+class ExecutorError(UserError):
     """A run could not be started or finished; the message says what to do next."""
 
 

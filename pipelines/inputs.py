@@ -24,6 +24,8 @@ from urllib.parse import unquote
 
 from loguru import logger
 
+from pipelines.lake import UserError
+
 InputKind = Literal["warc", "jsonl", "parquet", "hf_dataset", "html"]
 
 # Longest suffixes first so ".warc.gz" wins over ".gz"-less matches.
@@ -65,7 +67,7 @@ class InputItem:
     mtime_ns: int
 
 
-class InputError(Exception):
+class InputError(UserError):
     """A user-given input cannot be used; the message names the path and the fix."""
 
 

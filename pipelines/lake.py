@@ -80,6 +80,13 @@ SCHEMAS: dict[str, pa.Schema] = {
 }
 
 
+class UserError(Exception):
+    """Input or state the user can fix (a bad path, an empty lake, a taken name); the message says how.
+
+    Every stage's such errors derive from it, so the CLI turns them all into one line and exit 1.
+    """
+
+
 def lmforge_version() -> str:
     try:
         return metadata.version("lmforge")

@@ -22,11 +22,13 @@ from datatrove.pipeline.writers.disk_base import DiskWriter
 from datatrove.utils._import_utils import ASSETS_PATH
 from datatrove.utils.lid import FT176LID
 
+from pipelines.lake import UserError
+
 LID_MODEL_ENV = "LMFORGE_LID_MODEL"
 UNKNOWN_LANG = "und_Zyyy"
 
 
-class LidModelMissing(FileNotFoundError):
+class LidModelMissing(UserError, FileNotFoundError):
     pass
 
 

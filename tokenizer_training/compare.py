@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.lake import Lake, lmforge_version, utc_now
+from pipelines.lake import Lake, UserError, lmforge_version, utc_now
 from tokenizer_training.evaluate import count_languages, tokenizer_entry
 from tokenizer_training.loading import LoadedTokenizer, TokenizerLoadError, load_tokenizer
 from tokenizer_training.parallel import REFERENCE_LANGUAGE, read_parallel
@@ -24,7 +24,7 @@ from tokenizer_training.train import read_tokenizer_manifest, tokenizer_dir
 DEFAULT_HELDOUT_BYTES = 1_000_000  # per language: enough for stable ratios, fast to count
 
 
-class NothingToMeasure(ValueError):
+class NothingToMeasure(UserError, ValueError):
     """Neither aligned text nor held-out lake documents were found."""
 
 

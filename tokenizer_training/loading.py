@@ -20,10 +20,10 @@ import tiktoken
 import tiktoken.load
 from tokenizers import Tokenizer, pre_tokenizers
 
-from pipelines.lake import MANIFEST
+from pipelines.lake import MANIFEST, UserError
 
 
-class TokenizerLoadError(ValueError):
+class TokenizerLoadError(UserError, ValueError):
     """The path is not a tokenizer this report can load (unknown file type, bad tiktoken stem, unreadable json)."""
 
 

@@ -10,8 +10,10 @@ import os
 from collections import Counter
 from pathlib import Path
 
+from pipelines.lake import UserError
 
-class ParallelTextError(ValueError):
+
+class ParallelTextError(UserError, ValueError):
     """The aligned text cannot be measured (invalid UTF-8, unaligned files, no files, no English)."""
 
 

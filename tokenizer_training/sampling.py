@@ -29,14 +29,14 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipelines.lake import Lake
+from pipelines.lake import Lake, UserError
 
 T = TypeVar("T")
 UNKNOWN_LANGUAGE = "und"
 MIN_DOCUMENTS = 2  # one to train on and one held out
 
 
-class TrainingDataError(ValueError):
+class TrainingDataError(UserError, ValueError):
     """The lake cannot give the sample asked for (no documents, unknown or too small languages)."""
 
 

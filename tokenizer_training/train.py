@@ -15,7 +15,7 @@ import os
 import posixpath
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
@@ -29,6 +29,7 @@ from pipelines.lake import (
     MANIFEST,
     TOKENIZERS,
     Lake,
+    UserError,
     fingerprint,
     lmforge_version,
     publish_folder,
@@ -64,7 +65,7 @@ CHATML_TEMPLATE = (
 )
 
 
-class TokenizerExistsError(ValueError):
+class TokenizerExistsError(UserError, ValueError):
     """`tokenizers/<name>/` holds a tokenizer trained on other data or with other parameters."""
 
 
@@ -103,11 +104,11 @@ class TrainResult:
     vocab_size: int
     manifest: dict[str, Any]
     already_trained: bool = False
-    languages: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
-    def seconds(self) -> float:
-        return self.manifest["training_seconds"]
+    def languages(self) -> dict[str, dict[str, Any]]:
+        """Per language: documents, bytes, weight, sampled bytes, held-out bound (from the manifest)."""
+        return self.manifest["languages"]
 
 
 def tokenizer_dir(lake: Lake, name: str) -> str:
@@ -195,7 +196,7 @@ def train_tokenizer(
     dest = tokenizer_dir(lake, config.name)
     existing = read_tokenizer_manifest(dest, lake)
     if existing is not None and existing.get("run") == run:
-        return TrainResult(config.name, dest, existing["vocab_size"], existing, True, existing["languages"])
+        return TrainResult(config.name, dest, existing["vocab_size"], existing, already_trained=True)
     if lake.fs.exists(dest) and not overwrite:
         raise TokenizerExistsError(
             f"{dest} already holds a tokenizer trained on other data or with other parameters; "
@@ -226,7 +227,7 @@ def train_tokenizer(
         "megabytes_per_second": round(total / 1e6 / seconds, 3) if seconds else None,
     }
     _write_folder(lake, dest, tokenizer, manifest)
-    return TrainResult(config.name, dest, manifest["vocab_size"], manifest, False, manifest["languages"])
+    return TrainResult(config.name, dest, manifest["vocab_size"], manifest)
 
 
 def _data_record(lake: Lake, dataset: str, shards: list[str], data: str, found: Survey) -> dict[str, Any]:
