@@ -1,8 +1,5 @@
-"""What every benchmark needs: run a function in a fresh interpreter and read its peak memory.
-
-(bench/ingest.py, filters.py, extract.py and dedup.py predate this module and carry their own
-copies; they move here the next time their figures are rerun.)
-"""
+"""What every benchmark needs: run a function in a fresh interpreter, read its peak memory and CPU
+time, compare paired runs, and check the sample corpus is there."""
 
 from __future__ import annotations
 
@@ -10,7 +7,9 @@ import multiprocessing
 import os
 import resource
 import statistics
+import sys
 import tempfile
+from pathlib import Path
 from typing import Any, Callable
 
 
@@ -31,20 +30,38 @@ def paired_ratio(anchor: list[float], ours: list[float]) -> float:
     return statistics.median(a / o for a, o in zip(anchor, ours))
 
 
-def _call(fn: Callable[..., Any], args: tuple, log: str, results: Any) -> None:
-    # the child's own output (library progress, warnings) goes to a log, not over the bench's tables
-    handle = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    os.dup2(handle, 1)
-    os.dup2(handle, 2)
+def require_sample_warc(warc: Path) -> None:
+    if not warc.is_file():
+        sys.exit(f"{warc} not found: build it with `lmforge sample` (or `make run`)")
+
+
+def quiet_loguru(level: str = "WARNING") -> None:
+    """datatrove logs every task to stderr; a benchmark shows only what matters."""
+    from loguru import logger
+
+    logger.remove()
+    logger.add(sys.stderr, level=level)
+
+
+def bench_log(name: str) -> str:
+    return os.path.join(tempfile.gettempdir(), f"lmforge-bench-{name}.log")
+
+
+def _call(fn: Callable[..., Any], args: tuple, log: str | None, results: Any) -> None:
+    if log:  # the child's own output (library progress, warnings) goes to a log, not over the bench's tables
+        handle = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        os.dup2(handle, 1)
+        os.dup2(handle, 2)
     results.put(fn(*args))
 
 
 def in_fresh_process(fn: Callable[..., Any], *args: Any, log: str | None = None) -> Any:
     """`fn(*args)` in a new spawned interpreter, so nothing one run loaded or cached helps another
-    and its peak RSS is its own. `fn` must be importable (module level) and return a picklable value."""
+    and its peak RSS is its own; its output goes to `log` when given. A plain (non-daemon) process,
+    so that what it runs may start processes of its own. `fn` must be importable (module level)
+    and return a picklable value."""
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
-    log = log or os.path.join(tempfile.gettempdir(), "lmforge-bench.log")
     child = context.Process(target=_call, args=(fn, args, log, results))
     child.start()
     try:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import platform
 import resource
@@ -39,40 +38,18 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+from bench._harness import bench_log, in_fresh_process, peak_rss_mb, quiet_loguru  # noqa: E402
+
 LANGS = ("eng_Latn", "deu_Latn", "rus_Cyrl", "cmn_Hani", "jpn_Jpan", "tha_Thai")
 
 
 def _quiet() -> None:
-    from loguru import logger
-
-    logger.remove()
-    logger.add(sys.stderr, level="ERROR")
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
-
-def _call(fn, args, results) -> None:  # noqa: ANN001
-    # the child's own output (datatrove's per-task stats, warnings) goes to a log, not over our tables
-    log = os.open(os.path.join(tempfile.gettempdir(), "lmforge-bench-dedup.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    os.dup2(log, 1)
-    os.dup2(log, 2)
-    results.put(fn(*args))
+    quiet_loguru("ERROR")
 
 
 def _in_fresh_process(fn, *args):  # noqa: ANN001, ANN002, ANN202
-    """Run `fn(*args)` in a new interpreter: nothing loaded or cached by another run helps it.
-
-    A plain (non-daemon) process, so that what it runs may start processes of its own."""
-    context = multiprocessing.get_context("spawn")
-    results = context.Queue()
-    child = context.Process(target=_call, args=(fn, args, results))
-    child.start()
-    try:
-        return results.get()
-    finally:
-        child.join()
+    """`in_fresh_process`, the child's output (datatrove's per-task stats, warnings) in a log, not over our tables."""
+    return in_fresh_process(fn, *args, log=bench_log("dedup"))
 
 
 # --- (a) throughput ------------------------------------------------------------------------------
@@ -174,7 +151,7 @@ def signature_stage_rss(lake_root: str, out: str) -> dict:
     from pipelines.minhash_signature import MinhashSignatures
 
     lake = Lake.at(lake_root)
-    baseline = _peak_rss_mb()
+    baseline = peak_rss_mb()
 
     count = 0
 
@@ -190,7 +167,7 @@ def signature_stage_rss(lake_root: str, out: str) -> dict:
     start = time.perf_counter()
     step.run(documents())
     seconds = time.perf_counter() - start
-    return {"docs": count, "seconds": seconds, "peak_rss_mb": _peak_rss_mb(), "rss_after_import_mb": baseline}
+    return {"docs": count, "seconds": seconds, "peak_rss_mb": peak_rss_mb(), "rss_after_import_mb": baseline}
 
 
 def dedup_rss(lake_root: str) -> dict:
@@ -207,7 +184,7 @@ def dedup_rss(lake_root: str) -> dict:
         "kept": result.kept,
         "removed": result.removed,
         "seconds": time.perf_counter() - start,
-        "peak_rss_mb": _peak_rss_mb(),
+        "peak_rss_mb": peak_rss_mb(),
         "peak_rss_children_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
     }
 

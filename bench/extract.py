@@ -43,9 +43,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from datatrove.data import Document  # noqa: E402
 from datatrove.pipeline.extractors import Trafilatura  # noqa: E402
-from loguru import logger  # noqa: E402
 
-from bench.ingest import count_records, in_fresh_process, run_anchor  # noqa: E402
+from bench._harness import quiet_loguru, require_sample_warc  # noqa: E402
+from bench.ingest import count_records, run_anchor, timed_in_fresh_process  # noqa: E402
 from pipelines.extract import HTML, SandboxedExtraction, tidy_lines  # noqa: E402
 from pipelines.ingest import IngestConfig, run_ingest  # noqa: E402
 from pipelines.inputs import resolve_inputs  # noqa: E402
@@ -213,7 +213,7 @@ def time_ingest(warc: Path, repeats: int) -> dict:
     kept: dict[str, int] = {}
     for i in range(repeats):
         for name, fn in runs.items():
-            elapsed, kept[name] = in_fresh_process(fn, warc)
+            elapsed, kept[name] = timed_in_fresh_process(fn, warc)
             times[name].append(elapsed)
             print(f"  run {i + 1} {name:>18}: {elapsed:7.1f} s  {docs / elapsed:6.1f} docs/s/core  kept {kept[name]}", flush=True)
     rate = {k: docs / statistics.median(v) for k, v in times.items()}
@@ -331,10 +331,8 @@ def main() -> None:
     parser.add_argument("--skip-ingest", action="store_true", help="extraction and quality only (no (c))")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
-    if not args.warc.is_file():
-        sys.exit(f"{args.warc} not found: build it with `lmforge sample` (or `make run`)")
-    logger.remove()
-    logger.add(sys.stderr, level="WARNING")
+    require_sample_warc(args.warc)
+    quiet_loguru()
     with tempfile.TemporaryDirectory() as tmp:
         warc = subset_warc(args.warc, args.limit, Path(tmp) / "subset.warc.gz") if args.limit else args.warc
         pages = html_pages(warc)

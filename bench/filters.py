@@ -26,7 +26,6 @@ import dataclasses
 import functools
 import hashlib
 import json
-import multiprocessing
 import os
 import platform
 import statistics
@@ -41,6 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from datatrove.data import Document  # noqa: E402
 from loguru import logger  # noqa: E402
+
+from bench._harness import in_fresh_process, quiet_loguru, require_sample_warc  # noqa: E402
 
 SIDES = ("ours", "datatrove")
 
@@ -109,20 +110,6 @@ def run_side(side: str, docs_file: str) -> dict:
     return {"elapsed": elapsed, "seconds": seconds, "reached": reached, "verdicts": verdicts, "texts": texts}
 
 
-def _child(side: str, docs_file: str, results) -> None:  # noqa: ANN001
-    results.put(run_side(side, docs_file))
-
-
-def in_fresh_process(side: str, docs_file: str) -> dict:
-    context = multiprocessing.get_context("spawn")
-    results = context.Queue()
-    child = context.Process(target=_child, args=(side, docs_file, results))
-    child.start()
-    outcome = results.get()
-    child.join()
-    return outcome
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--warc", type=Path, default=Path("data/sample/debian-docs.warc.gz"))
@@ -130,10 +117,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
-    if not args.warc.is_file():
-        sys.exit(f"{args.warc} not found: build it with `lmforge sample` (or `make run`)")
-    logger.remove()
-    logger.add(sys.stderr, level="WARNING")
+    require_sample_warc(args.warc)
+    quiet_loguru()
     docs = prepared_documents(args.warc, args.limit)
     n = len(docs)
     runs: dict[str, list[dict]] = {side: [] for side in SIDES}
@@ -142,7 +127,7 @@ def main() -> None:
         Path(docs_file).write_text("\n".join(json.dumps(d) for d in docs))
         for i in range(args.repeats):
             for side in SIDES:
-                run = in_fresh_process(side, docs_file)
+                run = in_fresh_process(run_side, side, docs_file)
                 runs[side].append(run)
                 kept = run["verdicts"].count("kept")
                 print(

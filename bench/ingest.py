@@ -51,8 +51,8 @@ from datatrove.pipeline.filters import (  # noqa: E402
 )
 from datatrove.pipeline.readers import WarcReader  # noqa: E402
 from datatrove.pipeline.writers import ParquetWriter  # noqa: E402
-from loguru import logger  # noqa: E402
 
+from bench._harness import in_fresh_process, quiet_loguru, require_sample_warc  # noqa: E402
 from pipelines.extract import tidy_lines  # noqa: E402
 from pipelines.ingest import IngestConfig, run_ingest  # noqa: E402
 from pipelines.inputs import resolve_inputs  # noqa: E402
@@ -119,25 +119,16 @@ def run_ours(warc: Path, workdir: Path) -> tuple[float, int]:
     return time.perf_counter() - start, result.documents
 
 
-def _timed_in_tmp(fn, warc: Path, results) -> None:  # noqa: ANN001
+def _timed_in_tmp(fn, warc: Path) -> tuple[float, int]:  # noqa: ANN001
     multiprocessing.set_start_method("fork", force=True)  # the extraction sandbox expects Linux's default
-    logger.remove()
-    logger.add(sys.stderr, level="WARNING")
+    quiet_loguru()
     with tempfile.TemporaryDirectory() as tmp:
-        results.put(fn(warc, Path(tmp)))
+        return fn(warc, Path(tmp))
 
 
-def in_fresh_process(fn, warc: Path) -> tuple[float, int]:  # noqa: ANN001
-    """Run one timing in a new interpreter, so no run profits from what an earlier one loaded.
-
-    A plain (non-daemon) process: the extraction sandbox starts a child process of its own."""
-    context = multiprocessing.get_context("spawn")
-    results = context.Queue()
-    child = context.Process(target=_timed_in_tmp, args=(fn, warc, results))
-    child.start()
-    outcome = results.get()
-    child.join()
-    return outcome
+def timed_in_fresh_process(fn, warc: Path) -> tuple[float, int]:  # noqa: ANN001
+    """One timing (seconds, documents kept) in a new interpreter, so no run profits from what an earlier one loaded."""
+    return in_fresh_process(_timed_in_tmp, fn, warc)
 
 
 def main() -> None:
@@ -147,10 +138,8 @@ def main() -> None:
     parser.add_argument("--english-defaults", action="store_true", help="also time datatrove's English defaults")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
-    if not args.warc.is_file():
-        sys.exit(f"{args.warc} not found: build it with `lmforge sample` (or `make run`)")
-    logger.remove()
-    logger.add(sys.stderr, level="WARNING")
+    require_sample_warc(args.warc)
+    quiet_loguru()
     docs = count_records(args.warc)
     runs = {"ours": run_ours, "anchor": run_anchor}
     if args.english_defaults:
@@ -159,7 +148,7 @@ def main() -> None:
     kept: dict[str, int] = {}
     for i in range(args.repeats):
         for name, fn in runs.items():
-            elapsed, kept[name] = in_fresh_process(fn, args.warc)
+            elapsed, kept[name] = timed_in_fresh_process(fn, args.warc)
             times[name].append(elapsed)
             print(f"run {i + 1} {name:>7}: {elapsed:7.1f} s  {docs / elapsed:6.1f} docs/s/core  kept {kept[name]}", flush=True)
     med = {k: statistics.median(v) for k, v in times.items()}

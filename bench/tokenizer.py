@@ -34,9 +34,9 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+sys.path.insert(0, str(ROOT))
 
-from _harness import cpu_seconds, in_fresh_process, paired_ratio, peak_rss_mb  # noqa: E402
+from bench._harness import bench_log, cpu_seconds, in_fresh_process, paired_ratio, peak_rss_mb  # noqa: E402
 
 SHARED = ROOT / ".." / "shared" / "data"
 REFERENCES = ("r50k_base", "cl100k_base", "o200k_base")
@@ -100,7 +100,7 @@ def raw(text_file: str, vocab_size: int, out: str) -> dict:
 
 def bench_training(lake_root: str, vocab_size: int, repeats: int, tmp: str) -> dict:
     text_file = os.path.join(tmp, "text.parquet")
-    corpus = in_fresh_process(training_text, lake_root, text_file)
+    corpus = in_fresh_process(training_text, lake_root, text_file, log=bench_log("tokenizer"))
     mb = corpus["bytes"] / 1e6
     print(f"training text: {corpus['documents']} documents, {mb:.1f} MB, {corpus['languages']} languages; vocab {vocab_size}")
     runs: dict[str, list[dict]] = {"raw": [], "ours": []}
@@ -108,7 +108,8 @@ def bench_training(lake_root: str, vocab_size: int, repeats: int, tmp: str) -> d
     for i in range(repeats):
         for side in ("raw", "ours") if i % 2 == 0 else ("ours", "raw"):  # alternate, so drift favours neither
             source = lake_root if side == "ours" else text_file
-            run = in_fresh_process(ours if side == "ours" else raw, source, vocab_size, outputs[side])
+            fn = ours if side == "ours" else raw
+            run = in_fresh_process(fn, source, vocab_size, outputs[side], log=bench_log("tokenizer"))
             runs[side].append(run)
             speed = mb / run["elapsed"]
             print(
@@ -210,7 +211,7 @@ def main() -> None:
                 sys.exit(f"{SHARED} not found: the encode benchmark measures FLORES and the reference rank files")
             tokenizers = {name: str(SHARED / "tokenizers" / f"{name}.tiktoken") for name in REFERENCES}
             if os.path.exists(trained):
-                tokenizers[f"lmforge-{args.vocab_size // 1024}k"] = trained
+                tokenizers[f"lmforge-{round(args.vocab_size / 1024)}k"] = trained
             results["encode"] = bench_encode(tokenizers, args.encode_repeats)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
