@@ -11,24 +11,18 @@ from pathlib import Path
 from typing import Annotated, Any, Iterator, Optional
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
+from flows.console import LakeOption, err, fail, out, rich_table, settings, user_errors
 from flows.env import quiet_offline_defaults
+from flows.tokenizer_cli import print_report, print_training, tokenizer_app
 
 app = typer.Typer(
     help="lmforge: from raw web text to a clean, deduplicated, queryable lake.",
     no_args_is_help=True,
     add_completion=False,
 )
-out = Console()
-err = Console(stderr=True)
 
-LakeOption = Annotated[
-    Optional[str],
-    typer.Option("--lake", help="lake root: a folder or an fsspec URL (default: $LMFORGE_LAKE or ./lake)"),
-]
 ExecutorOption = Annotated[
     str, typer.Option("--executor", help="where datatrove runs the tasks: local | ray | slurm (see the README)")
 ]
@@ -39,35 +33,6 @@ SlurmPartitionOption = Annotated[Optional[str], typer.Option("--slurm-partition"
 ExtractorOption = Annotated[str, typer.Option("--extractor", help="HTML extraction: resiliparse (fast) | trafilatura")]
 DEFAULT_SAMPLE = "data/sample/debian-docs.warc.gz"
 SAMPLE_SHARDS = 4  # several WARCs, so ingest keeps both cores of a small machine busy
-
-
-def fail(message: str, code: int = 1) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-@contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn the errors a user can fix (bad paths, missing model, an empty lake…) into one line and exit code 1."""
-    from pipelines.executors import PipelineSubmitted
-    from pipelines.lake import UserError
-
-    try:
-        yield
-    except UserError as e:
-        fail(str(e))
-    except PipelineSubmitted as e:  # a Slurm run is queued: not an error, nothing to summarise yet
-        out.print(str(e), highlight=False, soft_wrap=True)
-        raise typer.Exit(0) from None
-
-
-def rich_table(title: str, columns: list[str], rows: list[tuple | list]) -> Table:
-    table = Table(title=title, title_justify="left", header_style="bold")
-    for c in columns:
-        table.add_column(c)
-    for r in rows:
-        table.add_row(*("" if v is None else str(v) for v in r))
-    return table
 
 
 def shard_path(dest: Path, index: int, shards: int) -> Path:
@@ -125,16 +90,6 @@ def executor_config(kind: str, ray_address: str | None, slurm_partition: str | N
         return ExecutorConfig(kind=kind, ray_address=ray_address, partition=slurm_partition)
     except ValidationError:
         fail(f"unknown --executor {kind!r}: use local, ray or slurm")
-
-
-def settings(model: Any, **values: Any) -> Any:
-    """A typed config from CLI values; a value out of range is one line, not a traceback."""
-    from pydantic import ValidationError
-
-    try:
-        return model(**values)
-    except ValidationError as e:
-        fail("; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()))
 
 
 def ingest_config(workers: int | None, **values: Any) -> Any:
@@ -268,105 +223,7 @@ def dedup(
     print_dedup(result)
 
 
-tokenizer_app = typer.Typer(
-    help="Train a BPE tokenizer on the lake; report per-language compression and cost.", no_args_is_help=True
-)
 app.add_typer(tokenizer_app, name="tokenizer")
-
-
-def print_training(result: Any) -> None:
-    from flows.tokenizer import sample_rows
-
-    m = result.manifest
-    done = " (already trained on this data: nothing to do)" if result.already_trained else ""
-    rows = sample_rows(result)
-    out.print(
-        rich_table(
-            f"tokenizer {result.name}{done}: {result.vocab_size} tokens, {m['sample']['bytes'] / 1e6:.1f} MB sampled "
-            f"(alpha {m['parameters']['alpha']}), trained in {m['training_seconds']:.1f} s",
-            list(rows[0]) if rows else ["language"],
-            [list(r.values()) for r in rows],
-        )
-    )
-    for lang, why in m["skipped_languages"].items():
-        err.print(f"skipped {lang}: {why}", highlight=False)
-    out.print(f"saved {result.path} (tokenizer.json, transformers files with a ChatML template, _manifest.json)")
-
-
-@tokenizer_app.command("train")
-def tokenizer_train(
-    name: Annotated[str, typer.Option("--name", help="folder under <lake>/tokenizers/")],
-    vocab_size: Annotated[int, typer.Option("--vocab-size", help="tokens in all: 256 bytes + 4 specials + merges")],
-    lake: LakeOption = None,
-    languages: Annotated[
-        Optional[list[str]], typer.Option("--languages", help="train on these languages only (repeat the option)")
-    ] = None,
-    alpha: Annotated[float, typer.Option(help="language sampling p ∝ n^alpha: 1 natural mix, 0 uniform")] = 0.3,
-    min_frequency: Annotated[int, typer.Option(help="merge a pair only if seen this often")] = 2,
-    heldout_fraction: Annotated[float, typer.Option(help="documents per language held out for the report")] = 0.05,
-    max_sample_mb: Annotated[Optional[float], typer.Option(help="sample size in MB (default: all training text)")] = None,
-    overwrite: Annotated[bool, typer.Option(help="replace a tokenizer of this name trained on other data")] = False,
-) -> None:
-    """Train a byte-level BPE tokenizer by streaming the lake's documents (temperature-sampled per language)."""
-    from flows.tokenizer import train_tokenizer_flow
-    from tokenizer_training.train import TokenizerConfig
-
-    config = settings(
-        TokenizerConfig,
-        name=name,
-        vocab_size=vocab_size,
-        languages=languages or None,
-        alpha=alpha,
-        min_frequency=min_frequency,
-        heldout_fraction=heldout_fraction,
-        max_sample_bytes=int(max_sample_mb * 1e6) if max_sample_mb else None,
-    )
-    with user_errors():
-        result = train_tokenizer_flow(config, lake, overwrite)
-    print_training(result)
-
-
-def print_report(result: Any) -> None:
-    from tokenizer_training.report import headline, premium_rows
-
-    rows = premium_rows(result.report)
-    if rows:
-        title = "premium: tokens for the same text, relative to English"
-        out.print(rich_table(title, list(rows[0]), [list(r.values()) for r in rows]))
-    for line in headline(result.report):
-        out.print(line, highlight=False, soft_wrap=True)
-    out.print(f"report: {result.files.html} (also report.md, report.json and PNG charts in {result.files.out})")
-
-
-@tokenizer_app.command("report")
-def tokenizer_report(
-    tokenizers: Annotated[
-        list[str],
-        typer.Option(
-            "--tokenizer", help="a *.tiktoken rank file, a tokenizer.json, a folder holding one, or a lake tokenizer name"
-        ),
-    ],
-    out_dir: Annotated[Optional[Path], typer.Option("--out", help="report folder (default: <lake>/reports/tokenizer)")] = None,
-    lake: LakeOption = None,
-    parallel: Annotated[
-        Optional[Path], typer.Option("--parallel", help="folder of aligned <lang>.txt files (FLORES layout) for the premium")
-    ] = None,
-    price_per_1m_tokens: Annotated[float, typer.Option("--price-per-1m-tokens", help="USD per 1M tokens, for the cost")] = 1.0,
-    heldout_mb: Annotated[float, typer.Option(help="lake held-out text per language, in MB")] = 1.0,
-) -> None:
-    """Per-language compression (bytes/token, fertility, premium vs English) and cost: JSON, Markdown, HTML, PNG."""
-    from flows.tokenizer import tokenizer_report_flow
-
-    if price_per_1m_tokens < 0:
-        fail("--price-per-1m-tokens must not be negative")
-    if heldout_mb <= 0:
-        fail("--heldout-mb must be positive")
-    with user_errors():
-        result = tokenizer_report_flow(
-            tokenizers, lake, str(parallel) if parallel else None, price_per_1m_tokens, str(out_dir) if out_dir else None,
-            int(heldout_mb * 1e6),
-        )
-    print_report(result)
 
 
 def render(columns: list[str], rows: list[tuple], fmt: str) -> str:
