@@ -17,7 +17,8 @@ from prefect.cache_policies import NO_CACHE
 
 from pipelines.lake import REPORTS, Lake
 from tokenizer_training.compare import assemble, gather_texts, load_all, measure
-from tokenizer_training.report import ReportFiles, headline, markdown_report, premium_rows, write_report
+from tokenizer_training.report import ReportFiles, markdown_report, write_report
+from tokenizer_training.summary import headline, premium_rows
 from tokenizer_training.train import TokenizerConfig, TrainResult, train_tokenizer
 
 TOKENIZER_REPORT = f"{REPORTS}/tokenizer"

@@ -67,7 +67,7 @@ def tokenizer_train(
 
 
 def print_report(result: Any) -> None:
-    from tokenizer_training.report import headline, premium_rows
+    from tokenizer_training.summary import headline, premium_rows
 
     rows = premium_rows(result.report)
     if rows:

@@ -20,12 +20,11 @@ from tokenizer_training.charts import premium_order, sorted_languages
 from tokenizer_training.languages import language_label
 from tokenizer_training.report import (
     ReportFiles,
-    headline,
     html_report,
     markdown_report,
-    premium_rows,
     write_report,
 )
+from tokenizer_training.summary import headline, premium_rows
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
