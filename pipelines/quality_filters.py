@@ -64,6 +64,7 @@ from datatrove.utils.word_tokenizers import (
 )
 from loguru import logger
 
+from pipelines.lake import is_spaced
 from pipelines.repetition import FastGopherRepetition
 
 # Outside a memory zone spaCy keeps every word it has seen (that is what makes it fast: a word is
@@ -73,7 +74,6 @@ _CHUNK = re.compile(r"\S+")
 # A string spaCy's vocabulary mistakes for its attribute symbol (datatrove retries without it); such
 # texts take datatrove's own path, whatever spaCy does with them.
 BREAKS_SPACY = "IS_ALPHA"
-UNSPACED_SCRIPTS = frozenset({"Hani", "Hans", "Hant", "Jpan", "Thai", "Khmr", "Laoo", "Mymr", "Tibt"})
 
 
 @dataclass(frozen=True)
@@ -399,11 +399,10 @@ def _word_tokenizer(lang: str) -> WordTokenizer:
 
 @cache
 def rules_for(lang: str) -> LanguageRules:
-    script = lang.rsplit("_", 1)[-1]
     return LanguageRules(
         lang=lang,
         words=_word_tokenizer(lang),
-        spaced=script not in UNSPACED_SCRIPTS,
+        spaced=is_spaced(lang),
         stop_words=_stop_words(lang),
     )
 

@@ -22,17 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from pipelines.lake import is_spaced
 from tokenizer_training.loading import LoadedTokenizer
 from tokenizer_training.parallel import REFERENCE_LANGUAGE, ParallelTextError
-
-# ISO 15924 scripts written without spaces between words: a whitespace "word" there is a phrase or a
-# sentence, so tokens per word would compare nothing with the spaced languages.
-UNSPACED_SCRIPTS = frozenset({"Hani", "Hans", "Hant", "Hira", "Kana", "Jpan", "Thai", "Khmr", "Mymr", "Laoo", "Tibt"})
-
-
-def is_spaced(lang: str) -> bool:
-    """Whether a FLORES-style code (`tha_Thai`, `cmn_Hani`) names a language written with spaces between words."""
-    return lang.rpartition("_")[2] not in UNSPACED_SCRIPTS
 
 
 @dataclass(frozen=True)
