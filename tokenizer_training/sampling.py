@@ -27,9 +27,8 @@ from typing import Callable, Iterator, TypeVar
 
 import numpy as np
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from pipelines.lake import Lake, UserError
+from pipelines.lake import Lake, UserError, shard_batches
 
 T = TypeVar("T")
 UNKNOWN_LANGUAGE = "und"
@@ -45,12 +44,6 @@ def doc_hashes(ids: list[str]) -> np.ndarray:
     return np.array(
         [int.from_bytes(hashlib.blake2b(i.encode(), digest_size=8).digest(), "big") for i in ids], dtype=np.uint64
     )
-
-
-def _batches(lake: Lake, shard: str, columns: list[str], batch_rows: int) -> Iterator:
-    """Record batches of one shard, read synchronously (see `pipelines.lake.read_shard` for why)."""
-    with lake.fs.open(shard, "rb") as f, pq.ParquetFile(f, pre_buffer=False) as parquet:
-        yield from parquet.iter_batches(batch_size=batch_rows, columns=columns, use_threads=False)
 
 
 @dataclass(frozen=True)
@@ -72,7 +65,7 @@ def survey(lake: Lake, shards: list[str], batch_rows: int = 4096) -> Survey:
     codes: dict[str, int] = {}
     lang, hashes, sizes = [], [], []
     for shard in shards:
-        for batch in _batches(lake, shard, ["id", "lang", "text"], batch_rows):
+        for batch in shard_batches(lake.fs, shard, ["id", "lang", "text"], batch_rows):
             names = batch.column("lang").to_pylist()
             lang.append(np.array([codes.setdefault(n or UNKNOWN_LANGUAGE, len(codes)) for n in names], dtype=np.int32))
             hashes.append(doc_hashes(batch.column("id").to_pylist()))
@@ -231,7 +224,7 @@ def _kept_batches(lake: Lake, found: Survey, copies: np.ndarray, batch_rows: int
     """Per record batch: the kept texts, their copy counts, and their UTF-8 bytes times copies."""
     position = 0
     for shard in found.shards:
-        for batch in _batches(lake, shard, ["text"], batch_rows):
+        for batch in shard_batches(lake.fs, shard, ["text"], batch_rows):
             wanted = copies[position : position + batch.num_rows]
             if len(wanted) != batch.num_rows:
                 raise TrainingDataError(f"{shard} changed while the tokenizer was training; run it again")
@@ -280,7 +273,7 @@ def heldout_texts(
     found: dict[str, list[str]] = {lang: [] for lang in heldout}
     taken = dict.fromkeys(heldout, 0)
     for shard in shards:
-        for batch in _batches(lake, shard, ["id", "lang", "text"], batch_rows):
+        for batch in shard_batches(lake.fs, shard, ["id", "lang", "text"], batch_rows):
             hashes = doc_hashes(batch.column("id").to_pylist())
             for lang, text, h in zip(batch.column("lang").to_pylist(), batch.column("text").to_pylist(), hashes):
                 if lang in bounds and text and taken[lang] < max_bytes_per_language and h < bounds[lang]:
