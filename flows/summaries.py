@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipelines.dedup import REASONS, DedupResult
+from pipelines.dedup import DedupResult
+from pipelines.dedup_steps import REASONS
 from pipelines.ingest import IngestResult
 
 

@@ -17,7 +17,8 @@ from builders import PROSE
 from planted import DEFAULT_LANGS, flores_available, planted_corpus, score, write_clean_shards
 
 from pipelines.catalog import query
-from pipelines.dedup import EXACT, NEAR, URL, DedupConfig, normalised_text, normalised_url, run_dedup
+from pipelines.dedup import DedupConfig, run_dedup
+from pipelines.dedup_steps import EXACT, NEAR, URL, normalised_text, normalised_url
 from pipelines.executors import ExecutorConfig
 from pipelines.lake import DOCUMENTS_CLEAN, DOCUMENTS_DEDUP, DOCUMENTS_SCHEMA, REJECTED, Lake, read_manifest, write_table
 

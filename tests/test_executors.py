@@ -13,7 +13,8 @@ import pytest
 from builders import PROSE, page, plain, response, write_jsonl, write_warc
 from test_dedup import doc, edit, put_clean
 
-from pipelines.dedup import EXACT, NEAR, URL, DedupConfig, run_dedup
+from pipelines.dedup import DedupConfig, run_dedup
+from pipelines.dedup_steps import EXACT, NEAR, URL
 from pipelines.executors import (
     ExecutorConfig,
     ExecutorUnavailable,
