@@ -67,7 +67,8 @@ from datatrove.utils.typeshelper import StatHints
 from datatrove.utils.word_tokenizers import SpaCyTokenizer, WhitespaceTokenizer, WordTokenizer, chunk_text_on_bytes
 from fsspec.implementations.local import LocalFileSystem
 
-from pipelines.quality_filters import SharedWordTokenizer, rules_for
+from pipelines.quality_filters import rules_for
+from pipelines.shared_words import SharedWordTokenizer
 
 MERSENNE = np.uint64((1 << 61) - 1)
 DEFAULT_LANG = "eng_Latn"

@@ -73,6 +73,7 @@ def test_shared_tokenizer_splits_exactly_like_datatrove():
 def test_shared_tokenizer_memory_stays_bounded_with_the_same_words(monkeypatch):
     from builders import PROSE
 
+    monkeypatch.setattr("pipelines.shared_words.VOCAB_LIMIT", 50)
     monkeypatch.setattr("pipelines.quality_filters.VOCAB_LIMIT", 50)
     words = rules_for("fra_Latn").words
     reference = load_word_tokenizer("fra_Latn")  # the same datatrove object our tokenizer wraps
