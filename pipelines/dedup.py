@@ -76,6 +76,7 @@ from pipelines.lake import (
     read_manifest,
     read_shard,
     refresh_manifest,
+    shard_batches,
     shard_rows,
     utc_now,
 )
@@ -157,8 +158,31 @@ def plan_run(lake: Lake, config: DedupConfig) -> tuple[str, int, list[tuple[str,
     return run, tasks, shards
 
 
+class _SynchronousParquetReader(ParquetReader):
+    """datatrove's ParquetReader, reading each shard with `shard_batches` (no pre-buffering threads).
+
+    datatrove's own opens `pq.ParquetFile` with pre-buffering on, whose IO threads may still hold
+    the file when the process exits: the dedup process then aborts after finishing its work
+    ("terminate called without an active exception", seen in the kill-and-resume test), the cause
+    `read_shard` already avoids.
+    """
+
+    def read_file(self, filepath: str) -> DocumentsPipeline:
+        line = 0  # datatrove's numbering: documents kept so far in this file
+        columns = [self.text_key, self.id_key] if not self.read_metadata else None
+        for batch in shard_batches(self.data_folder, filepath, columns, self.batch_size):
+            documents = []
+            with self.track_time("batch"):
+                for row in batch.to_pylist():
+                    document = self.get_document_from_dict(row, filepath, line)
+                    if document:
+                        documents.append(document)
+                        line += 1
+            yield from documents
+
+
 def _reader(lake: Lake, paths_file: str) -> ParquetReader:
-    return ParquetReader(lake.path(DOCUMENTS_CLEAN), paths_file=paths_file, batch_size=1000)
+    return _SynchronousParquetReader(lake.path(DOCUMENTS_CLEAN), paths_file=paths_file, batch_size=1000)
 
 
 def stage_logging_dir(lake: Lake, run: str, stage: str) -> str:
