@@ -13,7 +13,7 @@ Documents are real text: FLORES-200 dev sentences combined into ~12-sentence doc
     before the clock starts, sides alternating, `--repeats` runs, medians. The files both write are
     compared byte for byte. Target: ≥ 2x.
 (b) **peak RSS** (ru_maxrss of a fresh process) of the signature stage reading `--sizes` documents
-    from lake shards, and of the whole dedup (`pipelines.dedup.run_dedup`, one worker) on the
+    from lake shards, and of the whole dedup (`pipelines.dedup.run.run_dedup`, one worker) on the
     same lakes: flat in corpus size is the target.
 (c) **quality** on planted near-duplicates (`tests/planted.py`): exact copies, 1/3/5/10/20% word
     edits, boilerplate, reordered paragraphs, truncation; precision, recall and F1 of `run_dedup`
@@ -66,7 +66,7 @@ def _documents(lang: str, n: int, seed: int = 0) -> list:
 def time_signatures(side: str, langs: tuple[str, ...], n: int, out_root: str) -> dict[str, tuple[float, int]]:
     """Seconds and documents per language for one side, in this (fresh) process."""
     _quiet()
-    from pipelines.minhash_signature import MinhashConfig, MinhashSignatures, _lookup, reference_signature_step
+    from pipelines.dedup.minhash_signature import MinhashConfig, MinhashSignatures, _lookup, reference_signature_step
 
     config = MinhashConfig()
     results = {}
@@ -147,8 +147,8 @@ def signature_stage_rss(lake_root: str, out: str) -> dict:
     import pyarrow.parquet as pq
     from datatrove.data import Document
 
+    from pipelines.dedup.minhash_signature import MinhashSignatures
     from pipelines.lake import DOCUMENTS_CLEAN, Lake
-    from pipelines.minhash_signature import MinhashSignatures
 
     lake = Lake.at(lake_root)
     baseline = peak_rss_mb()
@@ -173,9 +173,9 @@ def signature_stage_rss(lake_root: str, out: str) -> dict:
 def dedup_rss(lake_root: str) -> dict:
     """The whole dedup (`run_dedup`, one worker, in this process); peak RSS of this process."""
     _quiet()
-    from pipelines.dedup import DedupConfig, run_dedup
-    from pipelines.executors import ExecutorConfig
+    from pipelines.dedup.run import DedupConfig, run_dedup
     from pipelines.lake import Lake
+    from pipelines.lake.executors import ExecutorConfig
 
     start = time.perf_counter()
     result = run_dedup(Lake.at(lake_root), DedupConfig(workers=1, executor=ExecutorConfig(workers=1)))
@@ -191,7 +191,7 @@ def dedup_rss(lake_root: str) -> dict:
 
 def have_run_dedup() -> bool:
     try:
-        from pipelines.dedup import DedupConfig, run_dedup  # noqa: F401
+        from pipelines.dedup.run import DedupConfig, run_dedup  # noqa: F401
     except ImportError:
         return False
     return True
@@ -229,9 +229,9 @@ def quality_run(lake_root: str, n_originals: int, langs: tuple[str, ...]) -> dic
     import pyarrow.parquet as pq
     from planted import score
 
-    from pipelines.dedup import DedupConfig, run_dedup
-    from pipelines.executors import ExecutorConfig
+    from pipelines.dedup.run import DedupConfig, run_dedup
     from pipelines.lake import DOCUMENTS_DEDUP, Lake
+    from pipelines.lake.executors import ExecutorConfig
 
     docs = make_lake(lake_root, 0, langs, True, n_originals=n_originals)
     lake = Lake.at(lake_root)
@@ -245,7 +245,7 @@ def quality_run(lake_root: str, n_originals: int, langs: tuple[str, ...]) -> dic
 
 def bench_quality(n_originals: int, langs: tuple[str, ...]) -> dict:
     if not have_run_dedup():
-        print("\n(c) quality: pipelines.dedup.run_dedup is not available yet; skipped")
+        print("\n(c) quality: pipelines.dedup.run.run_dedup is not available yet; skipped")
         return {}
     with tempfile.TemporaryDirectory() as tmp:
         q = _in_fresh_process(quality_run, f"{tmp}/lake", n_originals, langs)

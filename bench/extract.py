@@ -46,13 +46,13 @@ from datatrove.pipeline.extractors import Trafilatura  # noqa: E402
 
 from bench._harness import quiet_loguru, require_sample_warc  # noqa: E402
 from bench.ingest import count_records, run_anchor, timed_in_fresh_process  # noqa: E402
-from pipelines.extract import HTML, SandboxedExtraction, tidy_lines  # noqa: E402
-from pipelines.ingest import IngestConfig, run_ingest  # noqa: E402
-from pipelines.inputs import resolve_inputs  # noqa: E402
+from pipelines.ingest.extract import HTML, SandboxedExtraction, tidy_lines  # noqa: E402
+from pipelines.ingest.inputs import resolve_inputs  # noqa: E402
+from pipelines.ingest.readers import InputReader  # noqa: E402
+from pipelines.ingest.resiliparse_extract import Resiliparse  # noqa: E402
+from pipelines.ingest.run import IngestConfig, run_ingest  # noqa: E402
 from pipelines.lake import REJECTED, Lake  # noqa: E402
-from pipelines.lake_writers import RejectedWriter  # noqa: E402
-from pipelines.readers import InputReader  # noqa: E402
-from pipelines.resiliparse_extract import Resiliparse  # noqa: E402
+from pipelines.lake.writers import RejectedWriter  # noqa: E402
 
 SHORT = 200  # characters: below this a page's text is "short" (FineWeb-style filters drop such pages anyway)
 BUCKETS = (0.0, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 1.0)

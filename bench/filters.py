@@ -8,7 +8,7 @@ The documents are what the chain receives in the ingest: our reader's HTML pages
 fresh spawned process (tokenizers load there, once per language, before the clock starts, with
 a probe document; what they learn while running is part of the measure, as in a real task):
 
-- **ours**: `FINEWEB_CHAIN` (`pipelines.quality_filters`): shared word tokenizer with per-chunk
+- **ours**: `FINEWEB_CHAIN` (`pipelines.ingest.quality_filters`): shared word tokenizer with per-chunk
   memo, array-based Gopher repetition, C4 counting sentences from the same memo.
 - **datatrove**: `DATATROVE_CHAIN`: datatrove's `GopherRepetitionFilter`, `C4QualityFilter`,
   `FineWebQualityFilter` and our Gopher quality settings, splitting words with datatrove's own
@@ -49,8 +49,8 @@ SIDES = ("ours", "datatrove")
 def prepared_documents(warc: Path, limit: int | None) -> list[dict]:
     """The documents that reach the filter chain in the ingest: extracted, with a language."""
     from bench.extract import html_pages
-    from pipelines.language import LanguageID, lid_model_path
-    from pipelines.resiliparse_extract import Resiliparse
+    from pipelines.ingest.language import LanguageID, lid_model_path
+    from pipelines.ingest.resiliparse_extract import Resiliparse
 
     pages = html_pages(warc)
     if limit:
@@ -65,7 +65,7 @@ def prepared_documents(warc: Path, limit: int | None) -> list[dict]:
 
 
 def chain(side: str) -> list:  # noqa: ANN001 - [(name, PerLanguage)]
-    from pipelines.quality_filters import DATATROVE_CHAIN, FINEWEB_CHAIN, PerLanguage
+    from pipelines.ingest.quality_filters import DATATROVE_CHAIN, FINEWEB_CHAIN, PerLanguage
 
     if side == "ours":
         return [(step, PerLanguage(make, step)) for step, make in FINEWEB_CHAIN]

@@ -53,12 +53,12 @@ from datatrove.pipeline.readers import WarcReader  # noqa: E402
 from datatrove.pipeline.writers import ParquetWriter  # noqa: E402
 
 from bench._harness import in_fresh_process, quiet_loguru, require_sample_warc  # noqa: E402
-from pipelines.extract import tidy_lines  # noqa: E402
-from pipelines.ingest import IngestConfig, run_ingest  # noqa: E402
-from pipelines.inputs import resolve_inputs  # noqa: E402
+from pipelines.ingest.extract import tidy_lines  # noqa: E402
+from pipelines.ingest.inputs import resolve_inputs  # noqa: E402
+from pipelines.ingest.language import LanguageID, LocalFT176LID, lid_model_path  # noqa: E402
+from pipelines.ingest.quality_filters import DATATROVE_CHAIN, LanguageRules, PerLanguage  # noqa: E402
+from pipelines.ingest.run import IngestConfig, run_ingest  # noqa: E402
 from pipelines.lake import Lake  # noqa: E402
-from pipelines.language import LanguageID, LocalFT176LID, lid_model_path  # noqa: E402
-from pipelines.quality_filters import DATATROVE_CHAIN, LanguageRules, PerLanguage  # noqa: E402
 
 
 def count_records(warc: Path) -> int:

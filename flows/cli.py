@@ -45,7 +45,7 @@ def shard_path(dest: Path, index: int, shards: int) -> Path:
 
 def pack_sample(folders: list[Path], dest: Path, max_pages_per_folder: int | None, shards: int = 1) -> list[Any]:
     """Pack folders of HTML into `shards` WARCs (folders dealt round-robin, so each holds many languages)."""
-    from pipelines.sample import DEFAULT_MAX_PAGES_PER_FOLDER, SampleSourceMissing, default_sources, pack_html
+    from pipelines.ingest.sample import DEFAULT_MAX_PAGES_PER_FOLDER, SampleSourceMissing, default_sources, pack_html
 
     try:
         if not folders:  # the embedded default: a representative cut of Debian's documentation
@@ -84,7 +84,7 @@ def sample(
 def executor_config(kind: str, ray_address: str | None, slurm_partition: str | None) -> Any:
     from pydantic import ValidationError
 
-    from pipelines.executors import ExecutorConfig
+    from pipelines.lake.executors import ExecutorConfig
 
     try:
         return ExecutorConfig(kind=kind, ray_address=ray_address, partition=slurm_partition)
@@ -93,13 +93,13 @@ def executor_config(kind: str, ray_address: str | None, slurm_partition: str | N
 
 
 def ingest_config(workers: int | None, **values: Any) -> Any:
-    from pipelines.ingest import IngestConfig
+    from pipelines.ingest.run import IngestConfig
 
     return settings(IngestConfig, **values, **({"workers": workers} if workers else {}))
 
 
 def dedup_config(workers: int | None, **values: Any) -> Any:
-    from pipelines.dedup import DedupConfig
+    from pipelines.dedup.run import DedupConfig
 
     return settings(DedupConfig, **values, **({"workers": workers} if workers else {}))
 
@@ -108,7 +108,7 @@ def dedup_config(workers: int | None, **values: Any) -> Any:
 def ingest_progress(inputs: list[str], lake: str | None, config: Any) -> Iterator[None]:
     """Check the paths before Prefect starts (one clear line if wrong), then show tasks done."""
     from flows.progress import task_progress
-    from pipelines.ingest import ingest_inputs, plan_run, run_logging_dir
+    from pipelines.ingest.run import ingest_inputs, plan_run, run_logging_dir
     from pipelines.lake import Lake
 
     items = ingest_inputs(inputs)
@@ -121,7 +121,7 @@ def ingest_progress(inputs: list[str], lake: str | None, config: Any) -> Iterato
 def dedup_progress(lake: str | None, config: Any) -> Iterator[None]:
     """Tasks done over the dedup stages of the run the lake's clean documents call for."""
     from flows.progress import task_progress
-    from pipelines.dedup import plan_run, stage_tasks
+    from pipelines.dedup.run import plan_run, stage_tasks
     from pipelines.lake import Lake
 
     root = Lake.at(lake)
@@ -243,9 +243,9 @@ def query(
     fmt: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
 ) -> None:
     """Ad hoc SQL over the lake (DuckDB, read-only)."""
-    from pipelines.catalog import CatalogError
-    from pipelines.catalog import query as run_query
     from pipelines.lake import Lake
+    from pipelines.lake.catalog import CatalogError
+    from pipelines.lake.catalog import query as run_query
 
     if fmt not in ("table", "csv", "json"):
         fail(f"unknown --format {fmt!r}: use table, csv or json")
@@ -262,8 +262,8 @@ def query(
 @app.command()
 def stats(lake: LakeOption = None) -> None:
     """Documents, characters and languages in the lake, and why documents were set aside."""
-    from pipelines.catalog import stats as lake_stats
     from pipelines.lake import Lake
+    from pipelines.lake.catalog import stats as lake_stats
 
     for title, result in lake_stats(Lake.at(lake)).items():
         out.print(rich_table(title, result.columns, result.rows))

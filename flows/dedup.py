@@ -1,6 +1,6 @@
 """Prefect flow for dedup: `documents/clean` → `documents/dedup` (the catalog's `documents` view).
 
-The flow only orchestrates: the work is in `pipelines.dedup`, and what happened is published as
+The flow only orchestrates: the work is in `pipelines.dedup.run`, and what happened is published as
 artifacts (the per-language table, a markdown summary with datatrove's per-stage stats).
 """
 
@@ -11,7 +11,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.summaries import dedup_language_rows, dedup_markdown
-from pipelines.dedup import DedupConfig, DedupResult, run_dedup
+from pipelines.dedup.run import DedupConfig, DedupResult, run_dedup
 from pipelines.lake import Lake
 
 

@@ -16,8 +16,8 @@ from flows.dedup import dedup_flow
 from flows.ingest import ingest_flow
 from flows.summaries import run_markdown
 from flows.tokenizer import ReportResult, tokenizer_report_flow, train_tokenizer_flow
-from pipelines.dedup import DedupConfig, DedupResult
-from pipelines.ingest import IngestConfig, IngestResult
+from pipelines.dedup.run import DedupConfig, DedupResult
+from pipelines.ingest.run import IngestConfig, IngestResult
 from tokenizer_training.train import TokenizerConfig, TrainResult
 
 SAMPLE_TOKENIZER = TokenizerConfig(name="sample-8k", vocab_size=8192)

@@ -1,6 +1,6 @@
 """Prefect flows for ingest: files → `documents/clean`, and the inbox flow a schedule runs.
 
-The flows only orchestrate: tasks pass paths and small results, the work is in `pipelines.ingest`,
+The flows only orchestrate: tasks pass paths and small results, the work is in `pipelines.ingest.run`,
 and what happened is published as artifacts (datatrove's per-step stats, a markdown summary).
 """
 
@@ -11,8 +11,8 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.summaries import ingest_markdown, step_rows
-from pipelines.ingest import IngestConfig, IngestResult, ingest_inputs, run_ingest
-from pipelines.inputs import InputItem, resolve_inputs
+from pipelines.ingest.inputs import InputItem, resolve_inputs
+from pipelines.ingest.run import IngestConfig, IngestResult, ingest_inputs, run_ingest
 from pipelines.lake import Lake, ingested_inputs
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipelines.dedup import DedupResult
-from pipelines.dedup_steps import REASONS
-from pipelines.ingest import IngestResult
+from pipelines.dedup.run import DedupResult
+from pipelines.dedup.steps import REASONS
+from pipelines.ingest.run import IngestResult
 
 
 def _count(value: Any) -> int:

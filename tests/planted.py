@@ -15,7 +15,7 @@ copies, one variant kind each:
 - `truncate`: cut after 80% of the text.
 
 Every copy carries its true Jaccard similarity with its original over the shingles the dedup
-hashes (`pipelines.minhash_signature.shingles`: normalised text, the language's words, 5-grams).
+hashes (`pipelines.dedup.minhash_signature.shingles`: normalised text, the language's words, 5-grams).
 In input order all originals come first, so a dedup that keeps the earliest document of a cluster
 keeps the original. `score` turns the ids a dedup removed into precision, recall and F1:
 in each group (an original and its copies) every member with J ≥ threshold but one must go;
@@ -37,8 +37,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.lake import DOCUMENTS_CLEAN, DOCUMENTS_SCHEMA, Lake, _tmp_name, publish, refresh_manifest
-from pipelines.minhash_signature import jaccard, shingles, word_tokenizer
+from pipelines.dedup.minhash_signature import jaccard, shingles, word_tokenizer
+from pipelines.lake.contract import DOCUMENTS_CLEAN, DOCUMENTS_SCHEMA, Lake, _tmp_name, publish, refresh_manifest
 
 FLORES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "flores200-dev"
 FILE_OF = {"cmn_Hani": "zho_Hans"}  # the lake's code (datatrove's table: jieba) -> FLORES file

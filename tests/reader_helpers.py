@@ -13,8 +13,8 @@ from datatrove.data import Document
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-from pipelines.inputs import resolve_inputs
-from pipelines.readers import REJECT_REASONS, InputReader
+from pipelines.ingest.inputs import resolve_inputs
+from pipelines.ingest.readers import REJECT_REASONS, InputReader
 
 BASE_KEYS = {"source", "url", "date", "content_type"}
 

@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from pipelines.catalog import CatalogError, connect, query, stats
 from pipelines.lake import DOCUMENTS_CLEAN, DOCUMENTS_SCHEMA, REJECTED, REJECTED_SCHEMA, Lake, refresh_manifest, write_table
+from pipelines.lake.catalog import CatalogError, connect, query, stats
 
 
 @pytest.fixture

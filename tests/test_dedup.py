@@ -16,11 +16,11 @@ import pytest
 from builders import PROSE
 from planted import DEFAULT_LANGS, flores_available, planted_corpus, score, write_clean_shards
 
-from pipelines.catalog import query
-from pipelines.dedup import DedupConfig, run_dedup
-from pipelines.dedup_steps import EXACT, NEAR, URL, normalised_text, normalised_url
-from pipelines.executors import ExecutorConfig
+from pipelines.dedup.run import DedupConfig, run_dedup
+from pipelines.dedup.steps import EXACT, NEAR, URL, normalised_text, normalised_url
 from pipelines.lake import DOCUMENTS_CLEAN, DOCUMENTS_DEDUP, DOCUMENTS_SCHEMA, REJECTED, Lake, read_manifest, write_table
+from pipelines.lake.catalog import query
+from pipelines.lake.executors import ExecutorConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 FLORES = ROOT.parent / "shared" / "data" / "flores200-dev"
@@ -206,8 +206,8 @@ def test_planted_near_duplicates_are_found_and_nothing_unrelated_is_removed(tmp_
 KILLABLE = textwrap.dedent(
     """
     import sys
-    from pipelines.dedup import DedupConfig, run_dedup
-    from pipelines.executors import ExecutorConfig
+    from pipelines.dedup.run import DedupConfig, run_dedup
+    from pipelines.lake.executors import ExecutorConfig
     from pipelines.lake import Lake
     run_dedup(Lake.at(sys.argv[1]), DedupConfig(max_tasks=8, executor=ExecutorConfig(workers=1)))
     """

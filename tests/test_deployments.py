@@ -74,7 +74,7 @@ def test_prefect_yaml_deploys_the_scheduled_inbox_ingest(prefect_server, tmp_pat
 
 def test_inbox_flow_ingests_only_files_it_has_not_seen(tmp_path, prefect_harness):
     from flows.ingest import ingest_inbox_flow
-    from pipelines.ingest import IngestConfig
+    from pipelines.ingest.run import IngestConfig
 
     inbox, lake = tmp_path / "inbox", Lake.at(tmp_path / "lake")
     inbox.mkdir()

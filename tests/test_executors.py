@@ -13,9 +13,12 @@ import pytest
 from builders import PROSE, page, plain, response, write_jsonl, write_warc
 from test_dedup import doc, edit, put_clean
 
-from pipelines.dedup import DedupConfig, run_dedup
-from pipelines.dedup_steps import EXACT, NEAR, URL
-from pipelines.executors import (
+from pipelines.dedup.run import DedupConfig, run_dedup
+from pipelines.dedup.steps import EXACT, NEAR, URL
+from pipelines.ingest.inputs import resolve_inputs
+from pipelines.ingest.run import IngestConfig, run_ingest, run_logging_dir
+from pipelines.lake import DOCUMENTS_CLEAN, DOCUMENTS_DEDUP, REJECTED, Lake, read_manifest
+from pipelines.lake.executors import (
     ExecutorConfig,
     ExecutorUnavailable,
     PipelineFailed,
@@ -24,9 +27,6 @@ from pipelines.executors import (
     ray_cluster,
     run_pipeline,
 )
-from pipelines.ingest import IngestConfig, run_ingest, run_logging_dir
-from pipelines.inputs import resolve_inputs
-from pipelines.lake import DOCUMENTS_CLEAN, DOCUMENTS_DEDUP, REJECTED, Lake, read_manifest
 
 RAY = ExecutorConfig(kind="ray", ray_cpus=2)
 

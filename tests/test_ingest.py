@@ -18,10 +18,10 @@ from builders import PROSE, page, plain, response, write_jsonl, write_warc
 from typer.testing import CliRunner
 
 from flows.cli import app
-from pipelines.catalog import query
-from pipelines.ingest import IngestConfig, run_ingest
-from pipelines.inputs import resolve_inputs
+from pipelines.ingest.inputs import resolve_inputs
+from pipelines.ingest.run import IngestConfig, run_ingest
 from pipelines.lake import DOCUMENTS_CLEAN, DOCUMENTS_DEDUP, REJECTED, Lake, read_manifest
+from pipelines.lake.catalog import query
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -165,8 +165,8 @@ def test_cli_missing_input_is_one_clear_line(tmp_path):
 KILLABLE = textwrap.dedent(
     """
     import sys
-    from pipelines.ingest import IngestConfig, run_ingest
-    from pipelines.inputs import resolve_inputs
+    from pipelines.ingest.run import IngestConfig, run_ingest
+    from pipelines.ingest.inputs import resolve_inputs
     from pipelines.lake import Lake
     run_ingest(resolve_inputs(sys.argv[2:]), Lake.at(sys.argv[1]), IngestConfig(workers=1, max_tasks=8))
     """
@@ -244,7 +244,7 @@ DEBIAN_REFERENCE = Path("/usr/share/debian-reference")
 
 @pytest.mark.skipif(not DEBIAN_REFERENCE.is_dir(), reason="needs Debian's documentation packages (make installs them)")
 def test_debian_sample_loses_no_page_and_finds_many_languages(tmp_path):
-    from pipelines.sample import default_sources, pack_html
+    from pipelines.ingest.sample import default_sources, pack_html
 
     report = pack_html(default_sources(), tmp_path / "sample.warc.gz", max_pages_per_folder=4)
     lake = Lake.at(tmp_path / "lake")

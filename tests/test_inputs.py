@@ -1,4 +1,4 @@
-"""Specification tests for pipelines.inputs.resolve_inputs."""
+"""Specification tests for pipelines.ingest.inputs.resolve_inputs."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from loguru import logger
 
-from pipelines.inputs import InputError, InputItem, classify_file, resolve_inputs
+from pipelines.ingest.inputs import InputError, InputItem, classify_file, resolve_inputs
 
 
 @pytest.fixture

@@ -59,7 +59,7 @@ def test_a_failed_shard_write_leaves_the_old_shard_and_no_temporary_file(tmp_pat
         where.write(b"PAR1 half a shard")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("pipelines.lake.pq.write_table", dies_midway)
+    monkeypatch.setattr("pipelines.lake.contract.pq.write_table", dies_midway)
     with pytest.raises(KeyboardInterrupt):
         write_table(lake, DOCUMENTS_CLEAN, "lang=eng_Latn/a.parquet", docs_table(7))
     assert pq.read_table(path).num_rows == 3
@@ -95,7 +95,7 @@ def test_each_writer_publishes_only_its_own_shards(tmp_path):
     from datatrove.data import Document
 
     from pipelines.lake import REJECTED
-    from pipelines.lake_writers import RejectedWriter
+    from pipelines.lake.writers import RejectedWriter
 
     lake = Lake.at(tmp_path)
     first, second = (RejectedWriter(lake, REJECTED, "run1", "ingest", step) for step in ("language", "quality"))

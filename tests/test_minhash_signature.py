@@ -16,7 +16,14 @@ from datatrove.utils.hashing import HashConfig
 from datatrove.utils.text import simplify_text
 from planted import FLORES, KINDS, THRESHOLD, flores_available, max_unrelated_jaccard, planted_corpus, score, sentences
 
-from pipelines.minhash_signature import MinhashSignatures, jaccard, normalise, reference_signature_step, shingles, word_tokenizer
+from pipelines.dedup.minhash_signature import (
+    MinhashSignatures,
+    jaccard,
+    normalise,
+    reference_signature_step,
+    shingles,
+    word_tokenizer,
+)
 
 CONFIG = MinhashConfig()
 needs_flores = pytest.mark.skipif(not flores_available(), reason="../shared/data/flores200-dev is not here")

@@ -12,8 +12,8 @@ from datatrove.pipeline.filters import C4QualityFilter, GopherQualityFilter
 from datatrove.utils.text import split_into_sentences
 from datatrove.utils.word_tokenizers import WhitespaceTokenizer, load_word_tokenizer
 
-from pipelines.language import LanguageID, lid_model_path, to_flores
-from pipelines.quality_filters import PerLanguage, c4_quality, gopher_quality, rules_for
+from pipelines.ingest.language import LanguageID, lid_model_path, to_flores
+from pipelines.ingest.quality_filters import PerLanguage, c4_quality, gopher_quality, rules_for
 
 
 def doc(text: str, lang: str) -> Document:
@@ -73,8 +73,8 @@ def test_shared_tokenizer_splits_exactly_like_datatrove():
 def test_shared_tokenizer_memory_stays_bounded_with_the_same_words(monkeypatch):
     from builders import PROSE
 
-    monkeypatch.setattr("pipelines.shared_words.VOCAB_LIMIT", 50)
-    monkeypatch.setattr("pipelines.quality_filters.VOCAB_LIMIT", 50)
+    monkeypatch.setattr("pipelines.common.words.VOCAB_LIMIT", 50)
+    monkeypatch.setattr("pipelines.ingest.quality_filters.VOCAB_LIMIT", 50)
     words = rules_for("fra_Latn").words
     reference = load_word_tokenizer("fra_Latn")  # the same datatrove object our tokenizer wraps
     for paragraph in [p.upper() for p in PROSE["fr"]]:  # words not seen yet
@@ -109,7 +109,7 @@ PAGES = ("sect.kali.html", "sect.tails.html")  # short handbook sections
 @functools.cache
 def real_documents() -> tuple[tuple[str, str], ...]:
     """(lang, text) pairs: handbook and debian-reference pages through our extraction, FLORES paragraphs."""
-    from pipelines.resiliparse_extract import Resiliparse
+    from pipelines.ingest.resiliparse_extract import Resiliparse
 
     extract = Resiliparse()
     docs = []
@@ -179,7 +179,7 @@ def _datatrove_ngrams(words: list[str]) -> list[int | None]:
 
 
 def _our_ngrams(words: list[str]) -> list[int | None]:
-    from pipelines.repetition import NgramStats
+    from pipelines.ingest.repetition import NgramStats
 
     stats = NgramStats(words)
     return [stats.top_duplicate(n) if len(words) >= n else None for n in (2, 3, 4)] + [
@@ -212,7 +212,7 @@ def test_ngram_statistics_equal_datatrove_on_real_and_adversarial_words():
 def test_fast_gopher_repetition_gives_datatrove_verdicts():
     from datatrove.pipeline.filters import GopherRepetitionFilter
 
-    from pipelines.repetition import FastGopherRepetition
+    from pipelines.ingest.repetition import FastGopherRepetition
 
     texts = [(lang, text) for lang, text in real_documents()] + adversarial_documents()
     texts += [
@@ -231,7 +231,7 @@ def test_fast_gopher_repetition_gives_datatrove_verdicts():
 
 
 def test_filter_chain_keeps_drops_and_rewrites_exactly_like_datatrove():
-    from pipelines.quality_filters import DATATROVE_CHAIN, FINEWEB_CHAIN
+    from pipelines.ingest.quality_filters import DATATROVE_CHAIN, FINEWEB_CHAIN
 
     checked = 0
     for lang, text in real_documents() + tuple(adversarial_documents()):

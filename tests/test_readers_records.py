@@ -27,8 +27,8 @@ from reader_helpers import (
     write_warc,
 )
 
-from pipelines.inputs import InputItem, resolve_inputs
-from pipelines.readers import KIND_READERS, InputReader
+from pipelines.ingest.inputs import InputItem, resolve_inputs
+from pipelines.ingest.readers import KIND_READERS, InputReader
 
 # --------------------------------------------------------------------------- JSONL
 

@@ -6,10 +6,10 @@ import pyarrow.parquet as pq
 import pytest
 from datatrove.data import Document
 
-from pipelines.extract import SandboxedExtraction
+from pipelines.ingest.extract import SandboxedExtraction
+from pipelines.ingest.resiliparse_extract import Resiliparse
 from pipelines.lake import REJECTED, Lake
-from pipelines.lake_writers import RejectedWriter
-from pipelines.resiliparse_extract import Resiliparse
+from pipelines.lake.writers import RejectedWriter
 
 ARTICLE = [
     "The harbour master walks along the quay every morning and writes down which boats went out before dawn.",

@@ -1,4 +1,4 @@
-"""pipelines.sample: HTML folders packed into one deterministic, atomically written WARC."""
+"""pipelines.ingest.sample: HTML folders packed into one deterministic, atomically written WARC."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from loguru import logger
 from warcio.archiveiterator import ArchiveIterator
 
-from pipelines import sample
-from pipelines.sample import (
+from pipelines.ingest import sample
+from pipelines.ingest.sample import (
     DEBIAN_DOC_PACKAGES,
     DEFAULT_MAX_PAGES_PER_FOLDER,
     SampleSourceMissing,

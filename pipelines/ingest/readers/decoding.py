@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable
 
-from pipelines.readers.sniffing import binary_reason
+from pipelines.ingest.readers.sniffing import binary_reason
 
 MAX_REPLACEMENT_RATIO = 0.01
 _DETECT_SAMPLE = 1 << 21  # cchardet is C and fast; 2 MB is plenty

@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterator
 
-from pipelines.readers.warc_stream import MemberStream
+from pipelines.ingest.readers.warc_stream import MemberStream
 
 MAX_LINE = 64 * 1024
 MAX_HEADER_BYTES = 1 << 20

@@ -14,7 +14,7 @@ from typing import Any, Callable, Literal
 
 from datatrove.data import Document
 
-from pipelines.readers.decoding import DecodedBody
+from pipelines.ingest.readers.decoding import DecodedBody
 
 ContentType = Literal["text/html", "text/plain"]
 

@@ -1,7 +1,7 @@
 """Standalone ``.html``/``.htm``/``.xhtml`` files -> one Document each.
 
 The bytes go through exactly the same policy as WARC response bodies
-(:func:`pipelines.readers.decoding.decode_body`): no labels to trust here, so
+(:func:`pipelines.ingest.readers.decoding.decode_body`): no labels to trust here, so
 the charset comes from a BOM, UTF-8, the document's own declaration or
 detection, and binary/empty files are rejected the same way.
 """
@@ -12,10 +12,10 @@ from typing import Iterator
 
 from datatrove.data import Document
 
-from pipelines.inputs import InputItem
-from pipelines.readers.decoding import decode_body
-from pipelines.readers.documents import StatFn, base_metadata, good_doc, note_decoding, reject_doc, unusable_file_doc
-from pipelines.readers.files import file_uri, open_binary
+from pipelines.ingest.inputs import InputItem
+from pipelines.ingest.readers.decoding import decode_body
+from pipelines.ingest.readers.documents import StatFn, base_metadata, good_doc, note_decoding, reject_doc, unusable_file_doc
+from pipelines.ingest.readers.files import file_uri, open_binary
 
 
 def read_html_file(item: InputItem, stat: StatFn) -> Iterator[Document]:

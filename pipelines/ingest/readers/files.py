@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import BinaryIO, Literal
 
-from pipelines.inputs import is_url
+from pipelines.ingest.inputs import is_url
 
 GZIP_MAGIC = b"\x1f\x8b"
 

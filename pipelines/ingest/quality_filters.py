@@ -20,10 +20,10 @@ from the English settings, and why:
 - **speed, same decisions** (documents kept or dropped, the reason, C4's rewritten text; checked
   against datatrove's own filters and tokenizers by the tests and `bench/filters.py`): the filters
   share one word tokenizer per language that remembers the last text it split; spaCy's rule-based
-  tokenizers split each whitespace-separated chunk once per process (`pipelines.shared_words`), others run
+  tokenizers split each whitespace-separated chunk once per process (`pipelines.common.words`), others run
   their bare tokenizer without datatrove's per-call memory zone (bounded by VOCAB_LIMIT); C4 counts
   a line's sentences from the same memo instead of a spaCy pipeline per line; Gopher repetition
-  counts n-grams on integer arrays (`pipelines/repetition.py`); Gopher quality computes each
+  counts n-grams on integer arrays (`pipelines/ingest/repetition.py`); Gopher quality computes each
   distinct word's properties once. On the 1280 extracted, language-labelled Debian sample pages
   the chain runs 3.6x datatrove's (`bench/filters.py`, two runs of 3: 3.59x and 3.67x; C4 8x,
   FineWeb 12x, Gopher repetition 2.2x with the tokenization it pays for everyone, Gopher quality 1.5x).
@@ -57,9 +57,9 @@ from datatrove.utils.word_tokenizers import (
     WordTokenizer,
 )
 
+from pipelines.common.words import VOCAB_LIMIT, shared_word_tokenizer
+from pipelines.ingest.repetition import FastGopherRepetition
 from pipelines.lake import is_spaced
-from pipelines.repetition import FastGopherRepetition
-from pipelines.shared_words import VOCAB_LIMIT, shared_word_tokenizer
 
 
 @dataclass(frozen=True)

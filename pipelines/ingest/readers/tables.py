@@ -14,10 +14,10 @@ from typing import Any, Iterator, Mapping
 
 from datatrove.data import Document
 
-from pipelines.inputs import InputItem
-from pipelines.readers.documents import StatFn, file_damage_doc, unusable_file_doc
-from pipelines.readers.files import open_binary
-from pipelines.readers.records import RecordChecker
+from pipelines.ingest.inputs import InputItem
+from pipelines.ingest.readers.documents import StatFn, file_damage_doc, unusable_file_doc
+from pipelines.ingest.readers.files import open_binary
+from pipelines.ingest.readers.records import RecordChecker
 
 BATCH_ROWS = 1024
 _ALWAYS_READ = ("text", "id", "metadata")

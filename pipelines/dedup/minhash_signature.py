@@ -19,7 +19,7 @@ words, one core of this machine; `bench/dedup.py` prints the current numbers):
 
 - **each document's own language**: datatrove's step splits every document with one language's
   tokenizer; ours takes `doc.metadata["lang"]` and that language's shared word tokenizer from
-  `pipelines.quality_filters.rules_for` (spaCy's bare tokenizer, jieba, Sudachi; whitespace where no
+  `pipelines.ingest.quality_filters.rules_for` (spaCy's bare tokenizer, jieba, Sudachi; whitespace where no
   package). On spaCy languages the words are identical to datatrove's tokenizer, and the tokenizer
   was the bottleneck: datatrove rebuilds every word's lexeme inside a per-document memory zone,
   5.5 ms of its 8.7 ms per document; the shared tokenizer keeps its vocabulary: 0.23 ms.
@@ -67,8 +67,8 @@ from datatrove.utils.typeshelper import StatHints
 from datatrove.utils.word_tokenizers import SpaCyTokenizer, WhitespaceTokenizer, WordTokenizer, chunk_text_on_bytes
 from fsspec.implementations.local import LocalFileSystem
 
-from pipelines.quality_filters import rules_for
-from pipelines.shared_words import SharedWordTokenizer
+from pipelines.common.words import SharedWordTokenizer
+from pipelines.ingest.quality_filters import rules_for
 
 MERSENNE = np.uint64((1 << 61) - 1)
 DEFAULT_LANG = "eng_Latn"
@@ -472,7 +472,7 @@ def reference_signature_step(output_folder: DataFolderLike, config: MinhashConfi
     try:
         tokenizer = load_word_tokenizer(lang)
         tokenizer.word_tokenize("probe text")
-    except Exception:  # same fallback as pipelines.quality_filters
+    except Exception:  # same fallback as pipelines.ingest.quality_filters
         tokenizer = WhitespaceTokenizer()
     step = MinhashDedupSignature(output_folder, config or MinhashConfig(), language=tokenizer)
     bytes_hash = create_hash_func(step.config.hash_config, bytes)

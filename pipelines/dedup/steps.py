@@ -1,4 +1,4 @@
-"""The datatrove steps dedup runs besides datatrove's own (see `pipelines.dedup` for the plan):
+"""The datatrove steps dedup runs besides datatrove's own (see `pipelines.dedup.run` for the plan):
 exact and URL keys (stage 1), their pairs (stage 3), the clusters (stage 4) and the filter (stage 5),
 with the work folder they share."""
 
@@ -26,7 +26,7 @@ from pipelines.lake import (
     Lake,
     read_shard,
 )
-from pipelines.lake_writers import RejectedWriter
+from pipelines.lake.writers import RejectedWriter
 
 STAGE = "dedup"
 WORK = "_work/dedup"

@@ -18,12 +18,12 @@ from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.readers.base import BaseReader
 from loguru import logger
 
-from pipelines.inputs import InputItem, InputKind
-from pipelines.readers.documents import StatFn, file_damage_doc, one_line, unusable_file_doc
-from pipelines.readers.html_files import read_html_file
-from pipelines.readers.jsonl import read_jsonl
-from pipelines.readers.tables import read_hf_dataset, read_parquet
-from pipelines.readers.warc import read_warc
+from pipelines.ingest.inputs import InputItem, InputKind
+from pipelines.ingest.readers.documents import StatFn, file_damage_doc, one_line, unusable_file_doc
+from pipelines.ingest.readers.html_files import read_html_file
+from pipelines.ingest.readers.jsonl import read_jsonl
+from pipelines.ingest.readers.tables import read_hf_dataset, read_parquet
+from pipelines.ingest.readers.warc import read_warc
 
 KindReader = Callable[[InputItem, StatFn], Iterator[Document]]
 

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 from datatrove.data import Document
 
-from pipelines.readers.documents import base_metadata, good_doc, reject_doc
+from pipelines.ingest.readers.documents import base_metadata, good_doc, reject_doc
 
 # Metadata keys owned by the reader; record fields of these names are ignored.
 RESERVED_KEYS = frozenset(

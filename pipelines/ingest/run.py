@@ -33,9 +33,11 @@ from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.formatters import PIIFormatter
 from pydantic import BaseModel, Field
 
-from pipelines.executors import ExecutorConfig, PipelineSubmitted, merged_stats, run_pipeline
-from pipelines.extract import SandboxedExtraction
-from pipelines.inputs import InputError, InputItem, resolve_inputs
+from pipelines.ingest.extract import SandboxedExtraction
+from pipelines.ingest.inputs import InputError, InputItem, resolve_inputs
+from pipelines.ingest.language import LanguageID, lid_model_path
+from pipelines.ingest.quality_filters import fineweb_filters
+from pipelines.ingest.readers import InputReader
 from pipelines.lake import (
     DOCUMENTS_CLEAN,
     REJECTED,
@@ -50,10 +52,8 @@ from pipelines.lake import (
     shard_rows,
     utc_now,
 )
-from pipelines.lake_writers import DocumentsWriter, RejectedWriter
-from pipelines.language import LanguageID, lid_model_path
-from pipelines.quality_filters import fineweb_filters
-from pipelines.readers import InputReader
+from pipelines.lake.executors import ExecutorConfig, PipelineSubmitted, merged_stats, run_pipeline
+from pipelines.lake.writers import DocumentsWriter, RejectedWriter
 
 STAGE = "ingest"
 NO_INPUTS = "no WARC/WET, JSONL, parquet, HTML files or HF dataset folders found"
@@ -153,7 +153,7 @@ def extractor(config: IngestConfig) -> BaseExtractor:
     vs 4 tasks. We keep each document's text a function of the document; dedup is its own stage.
     """
     if config.extractor == "resiliparse":
-        from pipelines.resiliparse_extract import Resiliparse
+        from pipelines.ingest.resiliparse_extract import Resiliparse
 
         return Resiliparse(timeout=config.extraction_timeout)
     return Trafilatura(favour_precision=True, timeout=config.extraction_timeout, deduplicate=False)

@@ -16,10 +16,10 @@ from typing import Any, BinaryIO, Iterator
 
 from datatrove.data import Document
 
-from pipelines.inputs import InputItem
-from pipelines.readers.documents import StatFn, file_damage_doc, unusable_file_doc
-from pipelines.readers.files import not_gzip_detail, open_binary, sniff_compression
-from pipelines.readers.records import RecordChecker
+from pipelines.ingest.inputs import InputItem
+from pipelines.ingest.readers.documents import StatFn, file_damage_doc, unusable_file_doc
+from pipelines.ingest.readers.files import not_gzip_detail, open_binary, sniff_compression
+from pipelines.ingest.readers.records import RecordChecker
 
 try:  # orjson is a datatrove dependency and much faster; json is the tolerant fallback
     import orjson

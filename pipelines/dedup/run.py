@@ -50,7 +50,8 @@ from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupBuckets
 from datatrove.pipeline.readers import ParquetReader
 from pydantic import BaseModel, Field
 
-from pipelines.dedup_steps import (
+from pipelines.dedup.minhash_signature import MinhashSignatures
+from pipelines.dedup.steps import (
     REASONS,
     STAGE,
     STEP_OF,
@@ -62,7 +63,6 @@ from pipelines.dedup_steps import (
     WorkFolder,
     write_atomic,
 )
-from pipelines.executors import ExecutorConfig, PipelineSubmitted, merged_stats, run_pipeline
 from pipelines.lake import (
     DOCUMENTS_CLEAN,
     DOCUMENTS_DEDUP,
@@ -80,8 +80,8 @@ from pipelines.lake import (
     shard_rows,
     utc_now,
 )
-from pipelines.lake_writers import DocumentsWriter, RejectedWriter
-from pipelines.minhash_signature import MinhashSignatures
+from pipelines.lake.executors import ExecutorConfig, PipelineSubmitted, merged_stats, run_pipeline
+from pipelines.lake.writers import DocumentsWriter, RejectedWriter
 
 STAGES = ("signatures", "buckets", "keys", "clusters", "filter")
 

@@ -1,11 +1,11 @@
 """Readers that turn resolved inputs into datatrove Documents.
 
-Use :class:`InputReader` with items from :func:`pipelines.inputs.resolve_inputs`.
+Use :class:`InputReader` with items from :func:`pipelines.ingest.inputs.resolve_inputs`.
 Rejected records keep flowing as Documents with ``metadata["reject_reason"]``
 (see :data:`REJECT_REASONS`) so they can be routed to the exclusion dataset.
 """
 
-from pipelines.readers.documents import REJECT_REASONS
-from pipelines.readers.reader import KIND_READERS, InputReader
+from pipelines.ingest.readers.documents import REJECT_REASONS
+from pipelines.ingest.readers.reader import KIND_READERS, InputReader
 
 __all__ = ["InputReader", "KIND_READERS", "REJECT_REASONS"]

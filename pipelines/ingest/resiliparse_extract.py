@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from datatrove.pipeline.extractors.base import BaseExtractor
 
-from pipelines.extract import tidy_lines
+from pipelines.ingest.extract import tidy_lines
 
 
 class Resiliparse(BaseExtractor):

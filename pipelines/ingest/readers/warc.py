@@ -14,9 +14,9 @@ from typing import Any, Iterator, NamedTuple
 
 from datatrove.data import Document
 
-from pipelines.inputs import InputItem
-from pipelines.readers.decoding import DecodedBody, decode_body, http_charset
-from pipelines.readers.documents import (
+from pipelines.ingest.inputs import InputItem
+from pipelines.ingest.readers.decoding import DecodedBody, decode_body, http_charset
+from pipelines.ingest.readers.documents import (
     StatFn,
     base_metadata,
     file_doc_id,
@@ -25,11 +25,11 @@ from pipelines.readers.documents import (
     reject_doc,
     unusable_file_doc,
 )
-from pipelines.readers.files import not_gzip_detail, open_binary, sniff_compression
-from pipelines.readers.sniffing import classify_html, specific_type
-from pipelines.readers.warc_http import HttpParseError, parse_http_response
-from pipelines.readers.warc_records import RawRecord, Skipped, iter_warc_records
-from pipelines.readers.warc_stream import MemberStream
+from pipelines.ingest.readers.files import not_gzip_detail, open_binary, sniff_compression
+from pipelines.ingest.readers.sniffing import classify_html, specific_type
+from pipelines.ingest.readers.warc_http import HttpParseError, parse_http_response
+from pipelines.ingest.readers.warc_records import RawRecord, Skipped, iter_warc_records
+from pipelines.ingest.readers.warc_stream import MemberStream
 
 DOCUMENT_TYPES = ("response", "conversion")
 

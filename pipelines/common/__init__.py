@@ -1,0 +1,1 @@
+"""What several stages use: the shared word-tokenizer memo."""

@@ -1,0 +1,1 @@
+"""Dedup: `documents/clean` into `documents/dedup` (exact, URL and MinHash near duplicates)."""

@@ -1,0 +1,1 @@
+"""Ingest: raw web text (WARC/WET/ARC, HTML, JSONL, parquet, HF datasets) into `documents/clean`."""
