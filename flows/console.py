@@ -26,7 +26,7 @@ def fail(message: str, code: int = 1) -> None:
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Turn the errors a user can fix (bad paths, missing model, an empty lake…) into one line and exit code 1."""
-    from pipelines.lake import UserError
+    from pipelines.common.errors import UserError
     from pipelines.lake.executors import PipelineSubmitted
 
     try:

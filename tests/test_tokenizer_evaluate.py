@@ -14,7 +14,7 @@ import pytest
 import tiktoken
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-from pipelines.lake import is_spaced
+from pipelines.common.scripts import is_spaced
 from tokenizer_training.evaluate import LanguageCounts, count_languages, language_entry, tokenizer_entry
 from tokenizer_training.loading import LoadedTokenizer, TokenizerLoadError, load_tokenizer
 from tokenizer_training.parallel import REFERENCE_LANGUAGE, ParallelTextError, read_parallel

@@ -14,7 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipelines.lake import Lake, UserError, lmforge_version, utc_now
+from pipelines.common.errors import UserError
+from pipelines.lake import Lake, lmforge_version, utc_now
 from tokenizer_training.evaluate import count_languages, tokenizer_entry
 from tokenizer_training.loading import LoadedTokenizer, TokenizerLoadError, load_tokenizer
 from tokenizer_training.parallel import REFERENCE_LANGUAGE, read_parallel

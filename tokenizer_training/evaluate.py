@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.lake import is_spaced
+from pipelines.common.scripts import is_spaced
 from tokenizer_training.loading import LoadedTokenizer
 from tokenizer_training.parallel import REFERENCE_LANGUAGE, ParallelTextError
 

@@ -20,7 +20,8 @@ import tiktoken
 import tiktoken.load
 from tokenizers import Tokenizer, pre_tokenizers
 
-from pipelines.lake import MANIFEST, UserError
+from pipelines.common.errors import UserError
+from pipelines.lake import MANIFEST
 
 
 class TokenizerLoadError(UserError, ValueError):

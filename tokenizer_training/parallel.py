@@ -10,7 +10,7 @@ import os
 from collections import Counter
 from pathlib import Path
 
-from pipelines.lake import UserError
+from pipelines.common.errors import UserError
 
 
 class ParallelTextError(UserError, ValueError):

@@ -28,7 +28,8 @@ from typing import Callable, Iterator, TypeVar
 import numpy as np
 import pyarrow.compute as pc
 
-from pipelines.lake import Lake, UserError, shard_batches
+from pipelines.common.errors import UserError
+from pipelines.lake import Lake, shard_batches
 
 T = TypeVar("T")
 UNKNOWN_LANGUAGE = "und"

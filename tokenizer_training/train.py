@@ -23,13 +23,13 @@ from typing import Any, Callable
 from pydantic import BaseModel, Field, field_validator
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from pipelines.common.errors import UserError
 from pipelines.lake import (
     DOCUMENTS_CLEAN,
     DOCUMENTS_DEDUP,
     MANIFEST,
     TOKENIZERS,
     Lake,
-    UserError,
     fingerprint,
     lmforge_version,
     publish_folder,

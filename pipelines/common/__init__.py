@@ -1,1 +1,1 @@
-"""What several stages use: the shared word-tokenizer memo."""
+"""What several stages use: user-fixable errors, facts about scripts, the shared word-tokenizer memo."""

@@ -8,6 +8,7 @@ signature step reuse the same words instead of tokenising every text again.
 from __future__ import annotations
 
 import re
+from functools import cache
 
 from datatrove.utils.text import split_into_sentences
 from datatrove.utils.word_tokenizers import (
@@ -311,7 +312,9 @@ def _rule_based(inner: SpaCyTokenizer) -> bool:
     return type(inner.tokenizer.tokenizer) is Tokenizer
 
 
+@cache
 def shared_word_tokenizer(lang: str) -> WordTokenizer:
+    """One per language and process: the filters and MinHash share its memo."""
     try:
         inner = load_word_tokenizer(lang)
         inner.word_tokenize("probe text")

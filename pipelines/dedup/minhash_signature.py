@@ -19,7 +19,7 @@ words, one core of this machine; `bench/dedup.py` prints the current numbers):
 
 - **each document's own language**: datatrove's step splits every document with one language's
   tokenizer; ours takes `doc.metadata["lang"]` and that language's shared word tokenizer from
-  `pipelines.ingest.quality_filters.rules_for` (spaCy's bare tokenizer, jieba, Sudachi; whitespace where no
+  `pipelines.common.words.shared_word_tokenizer` (spaCy's bare tokenizer, jieba, Sudachi; whitespace where no
   package). On spaCy languages the words are identical to datatrove's tokenizer, and the tokenizer
   was the bottleneck: datatrove rebuilds every word's lexeme inside a per-document memory zone,
   5.5 ms of its 8.7 ms per document; the shared tokenizer keeps its vocabulary: 0.23 ms.
@@ -67,8 +67,7 @@ from datatrove.utils.typeshelper import StatHints
 from datatrove.utils.word_tokenizers import SpaCyTokenizer, WhitespaceTokenizer, WordTokenizer, chunk_text_on_bytes
 from fsspec.implementations.local import LocalFileSystem
 
-from pipelines.common.words import SharedWordTokenizer
-from pipelines.ingest.quality_filters import rules_for
+from pipelines.common.words import SharedWordTokenizer, shared_word_tokenizer
 
 MERSENNE = np.uint64((1 << 61) - 1)
 DEFAULT_LANG = "eng_Latn"
@@ -155,7 +154,7 @@ def word_tokenizer(lang: str) -> WordTokenizer:
     whitespace fallback, which is datatrove's spaCy `xx` tokenizer run inside a per-document memory
     zone (6 ms per Thai FLORES document): we run it bare, as the shared tokenizer runs spaCy.
     """
-    words = rules_for(lang).words
+    words = shared_word_tokenizer(lang)
     inner = getattr(words, "inner", None)
     if isinstance(inner, WhitespaceTokenizer):
         return SharedWordTokenizer(inner._spacy_xx)
@@ -472,7 +471,7 @@ def reference_signature_step(output_folder: DataFolderLike, config: MinhashConfi
     try:
         tokenizer = load_word_tokenizer(lang)
         tokenizer.word_tokenize("probe text")
-    except Exception:  # same fallback as pipelines.ingest.quality_filters
+    except Exception:  # same fallback as pipelines.common.words
         tokenizer = WhitespaceTokenizer()
     step = MinhashDedupSignature(output_folder, config or MinhashConfig(), language=tokenizer)
     bytes_hash = create_hash_func(step.config.hash_config, bytes)

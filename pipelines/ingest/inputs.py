@@ -24,7 +24,7 @@ from urllib.parse import unquote
 
 from loguru import logger
 
-from pipelines.lake import UserError
+from pipelines.common.errors import UserError
 
 InputKind = Literal["warc", "jsonl", "parquet", "hf_dataset", "html"]
 

@@ -22,7 +22,7 @@ from datatrove.pipeline.writers.disk_base import DiskWriter
 from datatrove.utils._import_utils import ASSETS_PATH
 from datatrove.utils.lid import FT176LID
 
-from pipelines.lake import UserError
+from pipelines.common.errors import UserError
 
 LID_MODEL_ENV = "LMFORGE_LID_MODEL"
 UNKNOWN_LANG = "und_Zyyy"

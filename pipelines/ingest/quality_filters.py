@@ -57,9 +57,9 @@ from datatrove.utils.word_tokenizers import (
     WordTokenizer,
 )
 
+from pipelines.common.scripts import is_spaced
 from pipelines.common.words import VOCAB_LIMIT, shared_word_tokenizer
 from pipelines.ingest.repetition import FastGopherRepetition
-from pipelines.lake import is_spaced
 
 
 @dataclass(frozen=True)

@@ -80,23 +80,6 @@ SCHEMAS: dict[str, pa.Schema] = {
 }
 
 
-# ISO 15924 scripts written without spaces between words (the part of `lang` after "_"): there a
-# whitespace "word" is a phrase or a sentence, so word-based rules and fertility do not apply.
-UNSPACED_SCRIPTS = frozenset({"Hani", "Hans", "Hant", "Hira", "Kana", "Jpan", "Thai", "Khmr", "Mymr", "Laoo", "Tibt"})
-
-
-def is_spaced(lang: str) -> bool:
-    """Whether a FLORES-style code (`tha_Thai`, `cmn_Hani`) names a language written with spaces between words."""
-    return lang.rpartition("_")[2] not in UNSPACED_SCRIPTS
-
-
-class UserError(Exception):
-    """Input or state the user can fix (a bad path, an empty lake, a taken name); the message says how.
-
-    Every stage's such errors derive from it, so the CLI turns them all into one line and exit 1.
-    """
-
-
 def lmforge_version() -> str:
     try:
         return metadata.version("lmforge")

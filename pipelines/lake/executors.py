@@ -40,7 +40,7 @@ from datatrove.pipeline.base import PipelineStep
 from datatrove.utils.stats import PipelineStats
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipelines.lake import UserError
+from pipelines.common.errors import UserError
 
 ExecutorKind = Literal["local", "ray", "slurm"]
 RAY_MISSING = "the Ray executor needs Ray: pip install 'lmforge[ray]'"
