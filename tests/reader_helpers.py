@@ -1,4 +1,4 @@
-"""Builders and lookups shared by the reader tests: WARC records made byte by byte, reader runs."""
+"""Builders and lookups shared by the reader tests: WARC and ARC records made byte by byte, reader runs."""
 
 from __future__ import annotations
 
@@ -124,6 +124,13 @@ def write_warc(path: Path, records: list[bytes], gz: bool) -> list[int]:
     return offsets
 
 
+def without_header(record: bytes, name: str) -> bytes:
+    """The record with one WARC header line removed (the block and its length are untouched)."""
+    head, sep, rest = record.partition(b"\r\n\r\n")
+    lines = [line for line in head.split(b"\r\n") if not line.lower().startswith(name.lower().encode() + b":")]
+    return b"\r\n".join(lines) + sep + rest
+
+
 def with_content_length(record: bytes, delta: int) -> bytes:
     head, sep, rest = record.partition(b"\r\n\r\n")
     length = int(re.search(rb"Content-Length: (\d+)", head).group(1))
@@ -137,6 +144,35 @@ def pages(n: int, size: int = 2000) -> list[bytes]:
         response(f"p{i}", page(f"page {i} " + " ".join(rng.choice(words) for _ in range(size // 6))).encode())
         for i in range(n)
     ]
+
+
+# --------------------------------------------------------------------------- ARC v1, written by hand
+
+ARC_DATE = "19961104142103"
+
+
+def arc_filedesc(name: str = "test.arc") -> bytes:
+    """The filedesc record an ARC v1 file starts with: the file's description, not a capture."""
+    block = b"1 0 Alexa Internet\nURL IP-address Archive-date Content-type Archive-length\n"
+    return f"filedesc://{name} 0.0.0.0 {ARC_DATE} text/plain {len(block)}\n".encode() + block + b"\n"
+
+
+def arc_record(target: str, block: bytes, content_type: str = "text/html") -> bytes:
+    """One ARC v1 record: ``URL IP-address Archive-date Content-type Archive-length``, the block, a newline."""
+    return f"{target} 93.184.216.34 {ARC_DATE} {content_type} {len(block)}\n".encode() + block + b"\n"
+
+
+def http_response(body: bytes, content_type: str | None = "text/html") -> bytes:
+    """An HTTP/1.0 response as 1990s crawlers stored it in ARC files."""
+    head = "HTTP/1.0 200 OK\r\nServer: NCSA/1.5\r\n"
+    if content_type:
+        head += f"Content-type: {content_type}\r\n"
+    return f"{head}Content-length: {len(body)}\r\n\r\n".encode() + body
+
+
+def arc_pages(n: int) -> list[bytes]:
+    """An ARC file's records: the filedesc, then ``n`` HTML captures of ``url("p<i>")``."""
+    return [arc_filedesc()] + [arc_record(url(f"p{i}"), http_response(page(f"old page {i}").encode())) for i in range(n)]
 
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256))

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from loguru import logger
 
-from pipelines.ingest.inputs import InputError, InputItem, classify_file, resolve_inputs
+from pipelines.ingest.inputs import InputError, InputItem, classify_file, is_arc, resolve_inputs
 
 
 @pytest.fixture
@@ -34,6 +34,7 @@ def touch(path: Path, data: bytes = b"x") -> Path:
     "name, kind",
     [
         ("a.warc", "warc"), ("a.warc.gz", "warc"), ("a.WET.GZ", "warc"), ("a.wet", "warc"),
+        ("IA-001102.arc", "warc"), ("IA-001102.ARC.GZ", "warc"),
         ("a.jsonl", "jsonl"), ("a.jsonl.gz", "jsonl"), ("a.ndjson", "jsonl"), ("c4.json.gz", "jsonl"),
         ("a.parquet", "parquet"), ("a.html", "html"), ("a.HTM", "html"), ("a.xhtml", "html"),
         ("a.json", None), ("a.gz", None), ("a.txt", None), ("a.arrow", None),
@@ -41,6 +42,22 @@ def touch(path: Path, data: bytes = b"x") -> Path:
 )
 def test_files_are_classified_by_name(name: str, kind: str | None) -> None:
     assert classify_file(name) == kind
+
+
+@pytest.mark.parametrize(
+    "path, arc",
+    [
+        ("crawl.arc", True), ("crawl.arc.gz", True), ("s3://bucket/IA-001102.ARC.GZ", True),
+        ("crawl.warc.gz", False), ("crawl.warc", False), ("crawl.warc.wet.gz", False), ("search.parquet", False),
+    ],
+)
+def test_arc_files_are_warc_family_inputs_told_apart_by_name(path: str, arc: bool) -> None:
+    assert is_arc(path) is arc
+
+
+def test_explicit_arc_files_resolve_as_warc_items(tmp_path: Path) -> None:
+    old = touch(tmp_path / "IA-001102.arc.gz", b"\x1f\x8b")
+    assert [(i.path, i.kind, i.size) for i in resolve_inputs([str(old)])] == [(str(old), "warc", 2)]
 
 
 def test_explicit_files_become_sorted_deduplicated_absolute_items(

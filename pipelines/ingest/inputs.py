@@ -34,6 +34,8 @@ _SUFFIX_KINDS: tuple[tuple[str, InputKind], ...] = (
     (".warc", "warc"),
     (".wet.gz", "warc"),
     (".wet", "warc"),
+    (".arc.gz", "warc"),  # ARC, the format before WARC: WARC-family, read with ARC framing (see is_arc)
+    (".arc", "warc"),
     (".jsonl.gz", "jsonl"),
     (".jsonl", "jsonl"),
     (".ndjson.gz", "jsonl"),
@@ -45,6 +47,7 @@ _SUFFIX_KINDS: tuple[tuple[str, InputKind], ...] = (
     (".xhtml", "html"),
 )
 SUPPORTED_SUFFIXES: tuple[str, ...] = tuple(suffix for suffix, _ in _SUFFIX_KINDS)
+ARC_SUFFIXES: tuple[str, ...] = (".arc.gz", ".arc")
 
 # Files that mark a `datasets` save_to_disk folder (Dataset or DatasetDict).
 HF_DATASET_MARKERS: tuple[str, ...] = ("dataset_info.json", "state.json", "dataset_dict.json")
@@ -83,6 +86,11 @@ def classify_file(name: str) -> InputKind | None:
         if lowered.endswith(suffix):
             return kind
     return None
+
+
+def is_arc(path: str) -> bool:
+    """True for a WARC-family input in ARC format (named ``.arc`` or ``.arc.gz``)."""
+    return path.lower().endswith(ARC_SUFFIXES)
 
 
 def resolve_inputs(paths: Sequence[str]) -> list[InputItem]:

@@ -26,18 +26,19 @@ REJECT_REASONS: dict[str, str] = {
     # whole-file failures (unusable_file=True)
     "empty_file": "the file has zero bytes",
     "not_gzip": "the name ends in .gz but the content is not gzip (nor a recognisable plain file)",
-    "not_warc": "no WARC record could be parsed from the file",
+    "not_warc": "no WARC record (ARC record for .arc files) could be parsed from the file",
     "corrupt_parquet": "parquet footer or a row group could not be read",
     "no_text_column": "parquet/HF data has no string 'text' column",
     "unreadable_file": "the file or dataset folder could not be opened or read",
     # damage inside a file (the good records around it are still yielded)
     "truncated_file": "the file ends in the middle of a record / gzip member",
     "corrupt_gzip": "a gzip member could not be decompressed; bytes up to the next member were skipped",
-    "invalid_warc_record": "bytes that are not a WARC record were skipped",
+    "invalid_warc_record": "bytes that are not a WARC (or ARC) record were skipped",
     "bad_content_length": "a WARC record's Content-Length does not match where the record really ends",
     # WARC / HTML payloads
-    "not_http": "a WARC response record whose block is not an HTTP message",
-    "not_html": "a response whose payload is not (X)HTML (image, PDF, ...)",
+    "not_http": "a WARC response record (or ARC record) whose block is not an HTTP message",
+    "not_html": "a response or resource whose payload is not (X)HTML (image, PDF, plain text, ...), "
+    "or a conversion that is neither (X)HTML nor plain text",
     "binary_body": "a body labelled as text that is binary",
     "empty_body": "an empty or whitespace-only body",
     "invalid_encoding": "no charset decodes the body without many replacement characters",

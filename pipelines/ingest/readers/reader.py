@@ -37,7 +37,7 @@ KIND_READERS: dict[InputKind, KindReader] = {
 
 
 class InputReader(BaseReader):
-    """Read WARC/WET, JSONL, parquet, HF dataset folders and HTML files as Documents.
+    """Read WARC/WET/ARC, JSONL, parquet, HF dataset folders and HTML files as Documents.
 
     Every record becomes a Document; unusable ones carry ``reject_reason`` /
     ``reject_detail`` metadata (and ``unusable_file`` for whole-file failures)
@@ -45,7 +45,8 @@ class InputReader(BaseReader):
 
     Stats: ``input_files[_<kind>]``, ``documents[_<kind>]`` (good ones),
     ``rejected`` and ``rejected_<reason>``, ``unusable_files``, plus per-kind
-    counters such as ``skipped_<warc type>`` and ``nul_bytes_stripped``.
+    counters such as ``skipped_<warc type>`` (non-content WARC/ARC records:
+    warcinfo, request, metadata, revisit, ...) and ``nul_bytes_stripped``.
     """
 
     name = "📥 Inputs"

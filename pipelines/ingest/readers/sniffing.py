@@ -33,6 +33,7 @@ _GENERIC_TYPES = frozenset(
         "text/*",
         "*/*",
         "none",
+        "no-type",  # what ARC files write when the server sent no type
     }
 )
 

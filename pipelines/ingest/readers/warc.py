@@ -1,21 +1,29 @@
-"""WARC / WET files -> Documents (HTML responses and WET text conversions).
+"""WARC, WET and ARC files -> Documents: every content record ends as a document or a reject.
 
-``response`` records become ``text/html`` documents holding the decoded HTML;
-``conversion`` records (WET) become ``text/plain`` documents. Other record
-types (warcinfo, request, metadata, revisit, resource) are not documents: they
-are counted as ``skipped_<type>`` and not yielded. Anything damaged comes out
-as a reject document, never silently dropped; see :mod:`warc_records` for how
-framing problems are found and :mod:`decoding` for the charset policy.
+``response``, ``resource`` and ``conversion`` records are content: each one
+becomes a good document (``text/html``, or ``text/plain`` for text
+conversions such as WET) or a reject with its reason (``not_html``,
+``not_http``, ``binary_body``, …); see :mod:`warc_payloads` for the policy.
+Every other record type holds no document and is counted in the step stats as
+``skipped_<type>`` (``skipped_warcinfo``, ``skipped_request``,
+``skipped_metadata``, ``skipped_revisit``, ``skipped_continuation``;
+``skipped_untyped`` without a WARC-Type, ``skipped_other_type`` for a type the
+WARC standard does not define, so a damaged file cannot invent stat names).
+
+ARC files (``.arc``, ``.arc.gz``) are split with ARC framing (:mod:`arc_records`)
+and then read exactly like WARC. Anything damaged comes out as a reject
+document, never silently dropped; see :mod:`warc_records` for how framing
+problems are found and :mod:`decoding` for the charset policy.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterator, NamedTuple
+from typing import Iterator
 
 from datatrove.data import Document
 
-from pipelines.ingest.inputs import InputItem
-from pipelines.ingest.readers.decoding import DecodedBody, decode_body, http_charset
+from pipelines.ingest.inputs import InputItem, is_arc
+from pipelines.ingest.readers.arc_records import ARC_FRAMING
 from pipelines.ingest.readers.documents import (
     StatFn,
     base_metadata,
@@ -26,18 +34,19 @@ from pipelines.ingest.readers.documents import (
     unusable_file_doc,
 )
 from pipelines.ingest.readers.files import not_gzip_detail, open_binary, sniff_compression
-from pipelines.ingest.readers.sniffing import classify_html, specific_type
-from pipelines.ingest.readers.warc_http import HttpParseError, parse_http_response
-from pipelines.ingest.readers.warc_records import RawRecord, Skipped, iter_warc_records
+from pipelines.ingest.readers.warc_payloads import CONTENT_RECORD_TYPES, Rejected, default_content_type, read_payload
+from pipelines.ingest.readers.warc_records import WARC_FRAMING, Framing, RawRecord, Skipped, iter_records
 from pipelines.ingest.readers.warc_stream import MemberStream
 
-DOCUMENT_TYPES = ("response", "conversion")
+# Record types the WARC standard defines that hold no document; each is counted under its own name.
+SKIPPED_TYPES = frozenset({"warcinfo", "request", "metadata", "revisit", "continuation"})
 
 
 def read_warc(item: InputItem, stat: StatFn) -> Iterator[Document]:
-    """Yield one Document per response/conversion record of ``item``, plus rejects."""
+    """Yield one Document per content record of ``item`` (WARC, WET or ARC), plus rejects."""
+    framing = ARC_FRAMING if is_arc(item.path) else WARC_FRAMING
     with open_binary(item.path) as raw:
-        compression = sniff_compression(raw, item.path, (b"WARC/",))
+        compression = sniff_compression(raw, item.path, (framing.file_start,))
         if compression == "empty":
             yield unusable_file_doc(item.path, "empty_file", "file has zero bytes", content_type="text/html")
             return
@@ -46,17 +55,17 @@ def read_warc(item: InputItem, stat: StatFn) -> Iterator[Document]:
             return
         if compression == "misnamed_plain":
             stat("misnamed_gzip")
-        stream = MemberStream(raw, gzipped=compression == "gzip")
-        yield from _documents(item.path, stream, stat)
+        stream = MemberStream(raw, gzipped=compression == "gzip", record_start=framing.record_start)
+        yield from _documents(item.path, stream, framing, stat)
 
 
-def _documents(path: str, stream: MemberStream, stat: StatFn) -> Iterator[Document]:
+def _documents(path: str, stream: MemberStream, framing: Framing, stat: StatFn) -> Iterator[Document]:
     # Until one record parses we cannot tell "damaged WARC" from "not a WARC at
     # all", so early rejects wait here; a file with no record at all becomes a
     # single unusable-file document instead of a pile of fragments.
     pending: list[Skipped] = []
     parsed_any = False
-    for event in iter_warc_records(stream):
+    for event in iter_records(stream, framing):
         if isinstance(event, Skipped):
             if parsed_any:
                 yield _skipped_doc(path, event)
@@ -76,8 +85,8 @@ def _documents(path: str, stream: MemberStream, stat: StatFn) -> Iterator[Docume
         if damage is not None:
             yield unusable_file_doc(path, damage.reason, damage.detail, content_type="text/html")
         else:
-            detail = pending[0].detail if pending else "file holds only whitespace"
-            yield unusable_file_doc(path, "not_warc", f"no WARC record found: {detail}", content_type="text/html")
+            detail = f"no {framing.name} record found: {pending[0].detail if pending else 'file holds only whitespace'}"
+            yield unusable_file_doc(path, "not_warc", detail, content_type="text/html")
 
 
 def _skipped_doc(path: str, skipped: Skipped) -> Document:
@@ -85,65 +94,44 @@ def _skipped_doc(path: str, skipped: Skipped) -> Document:
     return reject_doc(file_doc_id(path, skipped.offset), "", metadata, skipped.reason, skipped.detail)
 
 
+def skipped_stat(rec_type: str) -> str:
+    """The stat counting a skipped record of this type, from a fixed set of names."""
+    if not rec_type:
+        return "skipped_untyped"
+    return f"skipped_{rec_type}" if rec_type in SKIPPED_TYPES else "skipped_other_type"
+
+
 def record_to_document(record: RawRecord, path: str, stat: StatFn) -> Document | None:
-    """One WARC record -> good document, reject document, or None (not a document type)."""
+    """One record -> good document, reject document, or None (a counted non-content record)."""
     headers = record.headers
-    rec_type = headers.get("warc-type", "").strip().lower() or "untyped"
-    if rec_type not in DOCUMENT_TYPES and record.problem is None:
-        stat(f"skipped_{rec_type}")
+    rec_type = headers.get("warc-type", "").strip().lower()
+    if rec_type not in CONTENT_RECORD_TYPES and record.problem is None:
+        stat(skipped_stat(rec_type))
         return None
     doc_id = headers.get("warc-record-id") or file_doc_id(path, record.offset)
     url = headers.get("warc-target-uri")
     if url and url.startswith("<") and url.endswith(">"):
         url = url[1:-1]
-    content_type = "text/plain" if rec_type == "conversion" else "text/html"
-    metadata = base_metadata(path, url=url or None, date=headers.get("warc-date") or None, content_type=content_type)
+    date = headers.get("warc-date") or None
+    metadata = base_metadata(path, url=url or None, date=date, content_type=default_content_type(rec_type))
 
-    if rec_type not in DOCUMENT_TYPES:  # a damaged non-document record: report the damage only
+    if rec_type not in CONTENT_RECORD_TYPES:  # a damaged non-content record: report the damage only
         assert record.problem is not None
         reason, detail = record.problem
-        return reject_doc(doc_id, "", metadata, reason, f"{rec_type} record: {detail}")
-    if rec_type == "conversion":
-        decoded = decode_body(record.block, declared_charset=http_charset(headers.get("content-type")), markup=False)
-        encoding_note = None
-    else:
-        outcome = _response_body(record, headers)
-        if isinstance(outcome, _Rejected):
-            reason, detail = record.problem or outcome
-            return reject_doc(doc_id, "", metadata, reason, detail)
-        decoded, encoding_note = outcome
+        return reject_doc(doc_id, "", metadata, reason, f"{rec_type or 'untyped'} record: {detail}")
+    outcome = read_payload(rec_type, headers, record.block)
+    if isinstance(outcome, Rejected):
+        reason, detail = record.problem or outcome
+        return reject_doc(doc_id, "", metadata, reason, detail)
 
+    decoded = outcome.decoded
+    metadata["content_type"] = outcome.content_type
     note_decoding(decoded, metadata, stat)
     if record.problem is not None:
         return reject_doc(doc_id, decoded.text, metadata, *record.problem)
     if decoded.reject_reason is not None:
         detail = decoded.reject_detail or decoded.reject_reason
-        if encoding_note and decoded.reject_reason == "binary_body":
-            detail = f"{detail} ({encoding_note})"
+        if outcome.encoding_note and decoded.reject_reason == "binary_body":
+            detail = f"{detail} ({outcome.encoding_note})"
         return reject_doc(doc_id, decoded.text, metadata, decoded.reject_reason, detail)
     return good_doc(doc_id, decoded.text, metadata)
-
-
-class _Rejected(NamedTuple):
-    reason: str
-    detail: str
-
-
-def _response_body(record: RawRecord, headers: dict[str, Any]) -> tuple[DecodedBody, str | None] | _Rejected:
-    """Decoded HTML of a response record (plus any HTTP encoding note), or why it is rejected."""
-    try:
-        http = parse_http_response(record.block)
-    except HttpParseError as error:
-        return _Rejected("not_http", str(error))
-    content_type = http.headers.get("content-type")
-    labels = (headers.get("warc-identified-payload-type"), content_type)
-    if not http.body or http.body.isspace():
-        specific = specific_type(labels)
-        if specific is not None and "html" not in specific:
-            return _Rejected("not_html", f"payload type is {specific}")
-        return _Rejected("empty_body", f"HTTP body is {'empty' if not http.body else 'only whitespace'}")
-    reason = classify_html(labels, http.body)
-    if reason is not None:
-        return _Rejected("not_html", reason)
-    decoded = decode_body(http.body, declared_charset=http_charset(content_type), markup=True)
-    return decoded, http.encoding_problem

@@ -1,13 +1,15 @@
-"""A byte reader over a plain or gzip-member WARC that survives damage.
+"""A byte reader over a plain or gzip-member WARC (or ARC) that survives damage.
 
 Why not ``warcio.ArchiveIterator``? Measured with warcio 1.8.1 it (a) stops
 silently at a truncated gzip, losing the cut record without any error, (b)
 raises ``ArchiveLoadFailed`` at the first corrupt gzip member and loses every
 record after it, (c) hands out a record with a too-long Content-Length that
 swallows the next record's header and then fails, and (d) refuses gzip files
-that are not one-member-per-record. This reader decompresses gzip members one
-by one itself, so it always knows the compressed offset of the current member,
-can report damage with that offset, and can resync to the next gzip member.
+that are not one-member-per-record. Its ARC support (``arc2warc``) shares the
+same loader and fails the same way on damaged ``.arc.gz`` files. This reader
+decompresses gzip members one by one itself, so it always knows the compressed
+offset of the current member, can report damage with that offset, and can
+resync to the next gzip member.
 
 Reads never cross the end of the current gzip member: with the usual
 one-record-per-member layout, a record whose Content-Length is too long stops
@@ -20,6 +22,7 @@ start of a read, so reading a 30 MB record is linear, not quadratic.
 
 from __future__ import annotations
 
+import re
 import zlib
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -29,6 +32,7 @@ _MAX_OUT = 8 << 20  # cap on bytes produced by one zlib call (decompression bomb
 _COMPACT_AT = 1 << 20
 _GZIP_MEMBER_START = b"\x1f\x8b\x08"
 _RESYNC_PROBE = 1 << 16
+_PROBE_OUT = 1 << 16  # enough output for a record's whole first line (an ARC header line holds a URL)
 
 
 @dataclass(frozen=True)
@@ -41,12 +45,17 @@ class Damage:
 
 
 class MemberStream:
-    """Line/block reader over one WARC file, one gzip member at a time."""
+    """Line/block reader over one WARC or ARC file, one gzip member at a time.
 
-    def __init__(self, raw: BinaryIO, *, gzipped: bool, expect: bytes = b"WARC/") -> None:
+    ``record_start`` matches the first line of a record of the file's format;
+    after a corrupt member, reading resumes at the next member that
+    decompresses to such a line.
+    """
+
+    def __init__(self, raw: BinaryIO, *, gzipped: bool, record_start: re.Pattern[bytes]) -> None:
         self._raw = raw
         self.gzipped = gzipped
-        self._expect = expect  # what a resync candidate member must decompress to
+        self._record_start = record_start
         self._buf = bytearray()
         self._pos = 0
         self._buf_offset = 0  # plain files: file offset of _buf[0]
@@ -219,10 +228,10 @@ class MemberStream:
     def _probe(self, offset: int) -> bool:
         self._raw.seek(offset)
         try:
-            out = zlib.decompressobj(31).decompress(self._raw.read(_RESYNC_PROBE), len(self._expect))
+            out = zlib.decompressobj(31).decompress(self._raw.read(_RESYNC_PROBE), _PROBE_OUT)
         except zlib.error:
             return False
-        return out.startswith(self._expect) if out else False
+        return self._record_start.match(out) is not None
 
     def _file_size(self) -> int | None:
         try:
