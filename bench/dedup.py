@@ -148,7 +148,7 @@ def signature_stage_rss(lake_root: str, out: str) -> dict:
     from datatrove.data import Document
 
     from pipelines.dedup.minhash_signature import MinhashSignatures
-    from pipelines.lake import DOCUMENTS_CLEAN, Lake
+    from pipelines.lake import DOCUMENTS_CLEAN, Lake, listed_shards
 
     lake = Lake.at(lake_root)
     baseline = peak_rss_mb()
@@ -157,7 +157,7 @@ def signature_stage_rss(lake_root: str, out: str) -> dict:
 
     def documents():
         nonlocal count
-        for shard in lake.shards(DOCUMENTS_CLEAN):
+        for shard in listed_shards(lake, DOCUMENTS_CLEAN):
             for batch in pq.ParquetFile(shard).iter_batches(batch_size=1000, columns=["id", "text", "lang"]):
                 for row in batch.to_pylist():
                     count += 1
@@ -230,14 +230,15 @@ def quality_run(lake_root: str, n_originals: int, langs: tuple[str, ...]) -> dic
     from planted import score
 
     from pipelines.dedup.run import DedupConfig, run_dedup
-    from pipelines.lake import DOCUMENTS_DEDUP, Lake
+    from pipelines.lake import DOCUMENTS_DEDUP, Lake, listed_shards
     from pipelines.lake.executors import ExecutorConfig
 
     docs = make_lake(lake_root, 0, langs, True, n_originals=n_originals)
     lake = Lake.at(lake_root)
     config = DedupConfig(executor=ExecutorConfig(workers=1))
     result = run_dedup(lake, config)
-    kept = {i for shard in lake.shards(DOCUMENTS_DEDUP) for i in pq.read_table(shard, columns=["id"]).column("id").to_pylist()}
+    shards = listed_shards(lake, DOCUMENTS_DEDUP)
+    kept = {i for shard in shards for i in pq.read_table(shard, columns=["id"]).column("id").to_pylist()}
     removed = {d.id for d in docs} - kept
     graded = score(docs, removed, config.threshold)
     return {"docs": len(docs), "removed_by_reason": result.removed, **graded.as_dict()}

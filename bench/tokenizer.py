@@ -50,13 +50,13 @@ def training_text(lake_root: str, out: str) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from pipelines.lake import DOCUMENTS_DEDUP, Lake
+    from pipelines.lake import DOCUMENTS_DEDUP, Lake, listed_shards
     from tokenizer_training.sampling import plan_sample, stream_texts, survey
     from tokenizer_training.train import TokenizerConfig
 
     lake = Lake.at(lake_root)
     defaults = TokenizerConfig(name="bench", vocab_size=300)
-    found = survey(lake, lake.shards(DOCUMENTS_DEDUP))
+    found = survey(lake, listed_shards(lake, DOCUMENTS_DEDUP))
     plan = plan_sample(found, None, 1.0, defaults.heldout_fraction)
     texts = list(stream_texts(lake, found, plan.copies))
     pq.write_table(pa.table({"text": texts}), out)

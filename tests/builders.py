@@ -12,7 +12,17 @@ import pyarrow as pa
 from warcio.statusandheaders import StatusAndHeaders
 from warcio.warcwriter import WARCWriter
 
-from pipelines.lake import DOCUMENTS_DEDUP, DOCUMENTS_SCHEMA, Lake, refresh_manifest, write_table
+from pipelines.lake import (
+    DOCUMENTS_DEDUP,
+    DOCUMENTS_SCHEMA,
+    Lake,
+    RunRecord,
+    fingerprint,
+    lmforge_version,
+    refresh_manifest,
+    utc_now,
+    write_table,
+)
 
 # Original paragraphs, long enough (and written plainly enough) to pass the Gopher, C4 and FineWeb rules.
 PROSE: dict[str, list[str]] = {
@@ -142,11 +152,29 @@ def document_rows(lang: str, count: int) -> list[dict]:
     return rows
 
 
+def run_id(label: str) -> str:
+    """The run id of shards a test writes by hand: a fingerprint, like a stage's, so that a shard
+    named `<run_id>_00000.parquet` belongs to it."""
+    return fingerprint({"test run": label})
+
+
+def list_run(lake: Lake, run: str, *datasets: str, stage: str = "ingest") -> None:
+    """Record `run` as finished in the manifests of `datasets`, as a stage does once its shards are
+    written: readers see a dataset's shards only once its manifest lists their run."""
+    now = utc_now()
+    record = RunRecord(
+        run=run, stage=stage, parameters={}, inputs=[], started=now, finished=now, lmforge_version=lmforge_version()
+    )
+    for dataset in datasets:
+        refresh_manifest(lake, dataset, [record])
+
+
 def documents_lake(root: Path, counts: dict[str, int], dataset: str = DOCUMENTS_DEDUP) -> Lake:
-    """A lake whose `dataset` holds `counts[lang]` documents per language, with its manifest."""
+    """A lake whose `dataset` holds `counts[lang]` documents per language, written by one listed run."""
     lake = Lake.at(root)
+    run = run_id("documents")
     for lang, n in counts.items():
         table = pa.Table.from_pylist(document_rows(lang, n), schema=DOCUMENTS_SCHEMA)
-        write_table(lake, dataset, f"lang={lang}/part-0.parquet", table)
-    refresh_manifest(lake, dataset)
+        write_table(lake, dataset, f"lang={lang}/{run}_00000.parquet", table)
+    list_run(lake, run, dataset)
     return lake

@@ -36,9 +36,10 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from builders import list_run, run_id
 
 from pipelines.dedup.minhash_signature import jaccard, shingles, word_tokenizer
-from pipelines.lake.contract import DOCUMENTS_CLEAN, DOCUMENTS_SCHEMA, Lake, _tmp_name, publish, refresh_manifest
+from pipelines.lake.contract import DOCUMENTS_CLEAN, DOCUMENTS_SCHEMA, Lake, _tmp_name, publish
 
 FLORES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "flores200-dev"
 FILE_OF = {"cmn_Hani": "zho_Hans"}  # the lake's code (datatrove's table: jieba) -> FLORES file
@@ -219,19 +220,21 @@ def document_row(doc: PlantedDoc) -> dict:
 
 
 def write_clean_shards(lake: Lake | str, docs: Iterable[PlantedDoc], name: str = "planted", batch_rows: int = 2000) -> list[str]:
-    """Write the documents, in order, as `documents/clean/lang=<code>/<name>_00000.parquet` shards.
+    """Write the documents, in order, as the `documents/clean/lang=<code>/<run>_00000.parquet` shards
+    of one run named after `name`.
 
-    Streams (`batch_rows` per row group and language), publishes each shard complete, then
-    refreshes the dataset's manifest. Returns the shard paths.
+    Streams (`batch_rows` per row group and language), publishes each shard complete, then lists
+    the run in the dataset's manifest. Returns the shard paths.
     """
     lake = lake if isinstance(lake, Lake) else Lake.at(lake)
+    run = run_id(name)
     fs = lake.fs
     writers: dict[str, tuple[str, str, object, pq.ParquetWriter]] = {}
     pending: dict[str, list[dict]] = defaultdict(list)
 
     def flush(lang: str) -> None:
         if lang not in writers:
-            path = lake.path(DOCUMENTS_CLEAN, f"lang={lang}", f"{name}_00000.parquet")
+            path = lake.path(DOCUMENTS_CLEAN, f"lang={lang}", f"{run}_00000.parquet")
             fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
             tmp = _tmp_name(path)
             sink = fs.open(tmp, "wb")
@@ -250,7 +253,7 @@ def write_clean_shards(lake: Lake | str, docs: Iterable[PlantedDoc], name: str =
         sink.close()
         publish(fs, tmp, path)
         paths.append(path)
-    refresh_manifest(lake, DOCUMENTS_CLEAN)
+    list_run(lake, run, DOCUMENTS_CLEAN)
     return sorted(paths)
 
 

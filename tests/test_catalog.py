@@ -3,31 +3,44 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 import pytest
+from builders import list_run, run_id
 from typer.testing import CliRunner
 
 from flows.cli import app
-from pipelines.lake import DOCUMENTS_CLEAN, DOCUMENTS_SCHEMA, REJECTED, REJECTED_SCHEMA, Lake, refresh_manifest, write_table
+from pipelines.lake import (
+    DOCUMENTS_CLEAN,
+    DOCUMENTS_DEDUP,
+    DOCUMENTS_SCHEMA,
+    MANIFEST,
+    REJECTED,
+    REJECTED_SCHEMA,
+    Lake,
+    read_manifest,
+    write_table,
+)
 from pipelines.lake.catalog import CatalogError, connect, query, stats
 
 
 @pytest.fixture
 def lake(tmp_path) -> Lake:
     lake = Lake.at(tmp_path / "lake")
+    run = run_id("r")
     for lang, texts in {"eng_Latn": ["one two", "three four five"], "fra_Latn": ["un deux trois"]}.items():
         rows = [{"id": f"{lang}/{i}", "text": t, "lang": lang, "n_chars": len(t), "lang_score": 0.9} for i, t in enumerate(texts)]
-        write_table(lake, DOCUMENTS_CLEAN, f"lang={lang}/r_00000.parquet", pa.Table.from_pylist(rows, schema=DOCUMENTS_SCHEMA))
+        table = pa.Table.from_pylist(rows, schema=DOCUMENTS_SCHEMA)
+        write_table(lake, DOCUMENTS_CLEAN, f"lang={lang}/{run}_00000.parquet", table)
     rejected = [
         {"id": "a", "stage": "ingest", "step": "read", "reason": "invalid_json", "detail": "line 3: Expecting value"},
         {"id": "b", "stage": "ingest", "step": "gopher_quality", "reason": "gopher_short_doc"},
         {"id": "c", "stage": "ingest", "step": "gopher_quality", "reason": "gopher_short_doc"},
     ]
-    write_table(lake, REJECTED, "ingest/read/r_00000.parquet", pa.Table.from_pylist(rejected, schema=REJECTED_SCHEMA))
-    refresh_manifest(lake, DOCUMENTS_CLEAN)
-    refresh_manifest(lake, REJECTED)
+    write_table(lake, REJECTED, f"ingest/read/{run}_00000.parquet", pa.Table.from_pylist(rejected, schema=REJECTED_SCHEMA))
+    list_run(lake, run, DOCUMENTS_CLEAN, REJECTED)
     return lake
 
 
@@ -85,3 +98,51 @@ def test_cli_stats_prints_the_tables(lake):
     result = CliRunner().invoke(app, ["stats", "--lake", lake.root])
     assert result.exit_code == 0, result.output
     assert "documents by language" in result.stdout and "gopher_short_doc" in result.stdout
+
+
+def test_views_and_manifests_read_only_the_runs_the_manifest_lists(lake):
+    """A killed run's published shards stay in the folder; no view counts them, no recount includes them."""
+    killed = run_id("killed")
+    again = pa.Table.from_pylist([{"id": "x", "text": "one two", "lang": "eng_Latn", "n_chars": 7}], schema=DOCUMENTS_SCHEMA)
+    write_table(lake, DOCUMENTS_CLEAN, f"lang=eng_Latn/{killed}_00000.parquet", again)
+    rejected = [{"id": "y", "stage": "ingest", "step": "read", "reason": "invalid_json"}]
+    write_table(lake, REJECTED, f"ingest/read/{killed}_00000.parquet", pa.Table.from_pylist(rejected, schema=REJECTED_SCHEMA))
+    list_run(lake, run_id("other"), DOCUMENTS_CLEAN)  # a later run recounts the dataset
+    assert query(lake, "SELECT count(*) FROM documents_clean").rows == [(3,)]
+    assert query(lake, "SELECT count(*) FROM rejected").rows == [(3,)]
+    assert dict(query(lake, "SELECT dataset, rows FROM manifests").rows) == {DOCUMENTS_CLEAN: 3, REJECTED: 3}
+
+
+def test_a_dataset_folder_without_a_manifest_shows_nothing(lake):
+    rows = [{"id": "d", "text": "hand placed", "lang": "eng_Latn"}]
+    table = pa.Table.from_pylist(rows, schema=DOCUMENTS_SCHEMA)
+    write_table(lake, DOCUMENTS_DEDUP, f"lang=eng_Latn/{run_id('dedup')}_00000.parquet", table)
+    write_table(lake, DOCUMENTS_DEDUP, "lang=eng_Latn/mine.parquet", table)
+    assert query(lake, "SELECT count(*) FROM documents").rows == [(0,)]
+
+
+def test_rejected_shows_ingest_runs_and_the_standing_dedup_run_only(lake):
+    from test_dedup import ENGLISH, LOCAL, doc, put_clean
+
+    from pipelines.dedup.run import run_dedup
+
+    by_stage = "SELECT stage, count(*) FROM rejected GROUP BY stage ORDER BY stage"
+    put_clean(lake, [doc("a", ENGLISH), doc("b", ENGLISH)], name="first")
+    first = run_dedup(lake, LOCAL)
+    assert query(lake, by_stage).rows == [("dedup", 1), ("ingest", 3)]
+    assert [r.stage for r in read_manifest(lake, REJECTED).runs] == ["ingest", "dedup"]
+
+    put_clean(lake, [doc("c", ENGLISH)], name="second")
+    second = run_dedup(lake, LOCAL)
+    assert query(lake, by_stage).rows == [("dedup", 2), ("ingest", 3)]
+    listed = [r.run for r in read_manifest(lake, REJECTED).runs]
+    assert second.run in listed and first.run not in listed and len(listed) == 2
+    assert dict(query(lake, "SELECT dataset, rows FROM manifests").rows)[REJECTED] == 5
+
+    # a lake whose dedup finished before dedup listed its rejections: the next (skipped) run lists them
+    manifest = read_manifest(lake, REJECTED)
+    manifest.runs = [r for r in manifest.runs if r.stage != "dedup"]
+    Path(lake.path(REJECTED, MANIFEST)).write_text(manifest.model_dump_json())
+    assert query(lake, by_stage).rows == [("ingest", 3)]
+    assert run_dedup(lake, LOCAL).skipped
+    assert query(lake, by_stage).rows == [("dedup", 2), ("ingest", 3)]

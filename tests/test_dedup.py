@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from builders import PROSE
+from builders import PROSE, list_run, run_id
 from planted import DEFAULT_LANGS, flores_available, planted_corpus, score, write_clean_shards
 
 from pipelines.dedup.run import DedupConfig, run_dedup
@@ -35,12 +35,14 @@ def doc(id: str, text: str, lang: str = "eng_Latn", url: str | None = None) -> d
 
 
 def put_clean(lake: Lake, docs: list[dict], name: str = "part") -> None:
-    """Write documents as clean shards, one per language, in the order given."""
+    """Write documents as the clean shards of one listed run named after `name`, one per language, in the order given."""
     by_lang: dict[str, list[dict]] = {}
     for d in docs:
         by_lang.setdefault(d["lang"], []).append(d)
+    run = run_id(name)
     for lang, rows in by_lang.items():
-        write_table(lake, DOCUMENTS_CLEAN, f"lang={lang}/{name}_00000.parquet", pa.Table.from_pylist(rows, DOCUMENTS_SCHEMA))
+        write_table(lake, DOCUMENTS_CLEAN, f"lang={lang}/{run}_00000.parquet", pa.Table.from_pylist(rows, DOCUMENTS_SCHEMA))
+    list_run(lake, run, DOCUMENTS_CLEAN)
 
 
 def rows(lake: Lake, dataset: str, prefix: str = "") -> list[dict]:

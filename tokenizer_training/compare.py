@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.common.errors import UserError
-from pipelines.lake import Lake, lmforge_version, utc_now
+from pipelines.lake import Lake, listed_shards, lmforge_version, utc_now
 from tokenizer_training.evaluate import count_languages, tokenizer_entry
 from tokenizer_training.loading import LoadedTokenizer, TokenizerLoadError, load_tokenizer
 from tokenizer_training.parallel import REFERENCE_LANGUAGE, read_parallel
@@ -76,7 +76,7 @@ def gather_texts(
     parallel = read_parallel(parallel_dir) if parallel_dir else {}
     dataset, bounds = heldout_bounds(tokenizers, lake)
     bounds = {lang: b for lang, b in bounds.items() if lang not in parallel}
-    heldout = heldout_texts(lake, lake.shards(dataset), bounds, heldout_bytes) if dataset and bounds else {}
+    heldout = heldout_texts(lake, listed_shards(lake, dataset), bounds, heldout_bytes) if dataset and bounds else {}
     if not parallel and not heldout:
         raise NothingToMeasure(
             "nothing to measure on: give --parallel DIR (aligned <lang>.txt files) or a tokenizer trained on this lake "

@@ -31,6 +31,7 @@ from pipelines.lake import (
     TOKENIZERS,
     Lake,
     fingerprint,
+    listed_shards,
     lmforge_version,
     publish_folder,
     read_manifest,
@@ -153,11 +154,12 @@ def data_fingerprint(lake: Lake, dataset: str, shards: list[str]) -> str:
 
 
 def _shards(lake: Lake, dataset: str) -> list[str]:
-    shards = lake.shards(dataset)
+    """The dataset's shards as its manifest lists them (never a killed run's), or why there are none."""
+    shards = listed_shards(lake, dataset)
     if not shards:
         hint = (
             "run `lmforge dedup` first"
-            if dataset == DOCUMENTS_DEDUP and lake.shards(DOCUMENTS_CLEAN)
+            if dataset == DOCUMENTS_DEDUP and listed_shards(lake, DOCUMENTS_CLEAN)
             else "run `lmforge ingest` and `lmforge dedup` first"
         )
         raise TrainingDataError(f"no documents in {lake.path(dataset)}: {hint}")

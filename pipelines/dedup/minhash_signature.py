@@ -320,11 +320,7 @@ class MinhashSignatures(PipelineStep):
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> None:
         """Consume the documents and write this rank's band files (eagerly, like datatrove's stage 1)."""
         with self.track_time():
-            # spill next to the output when it is local (sized for it), else in the system's temp folder
-            local = isinstance(self.output_folder.fs, LocalFileSystem)
-            if local:
-                self.output_folder.makedirs("", exist_ok=True)
-            spill_dir = tempfile.mkdtemp(prefix=f".spill-{rank:05d}-", dir=self.output_folder.path if local else None)
+            spill_dir = self._spill_dir(rank)
             try:
                 spills = [open(os.path.join(spill_dir, f"{bi:03d}.unsorted"), "wb") for bi in range(self.config.num_buckets)]
                 try:
@@ -344,6 +340,17 @@ class MinhashSignatures(PipelineStep):
                     self._sort_bucket(os.path.join(spill_dir, f"{bi:03d}.unsorted"), signature_file(bi, rank), spill_dir)
             finally:
                 shutil.rmtree(spill_dir, ignore_errors=True)
+
+    def _spill_dir(self, rank: int) -> str:
+        """An empty folder for this rank's spills: next to the output when it is local (sized for it), else in
+        the system's temp folder. The local one is named by the rank alone, so a rerun of a task that was killed
+        mid-spill clears what the killed attempt left there instead of leaving it in the lake for good."""
+        if not isinstance(self.output_folder.fs, LocalFileSystem):
+            return tempfile.mkdtemp(prefix=f".spill-{rank:05d}-")
+        spill_dir = os.path.join(self.output_folder.path, f".spill-{rank:05d}")
+        shutil.rmtree(spill_dir, ignore_errors=True)
+        os.makedirs(spill_dir)
+        return spill_dir
 
     def _write_batch(self, batch: list[tuple[int, str, str]], spills: list[BinaryIO]) -> None:
         sigs = self.signatures([text for _, text, _ in batch], [lang for _, _, lang in batch])

@@ -31,8 +31,9 @@ exact, URL and near duplicates in one union-find, so stages 4 and 5 are ours:
 
 A run is named by a fingerprint of the input shards and the parameters. Each stage resumes from
 datatrove's completion markers, so a killed run rerun gives the same result, and a second run on
-an unchanged lake does nothing. When a run finishes, the outputs of earlier runs are removed: dedup
-is global, so `documents/dedup` holds exactly one run.
+an unchanged lake does nothing. When a run finishes it takes the place of earlier dedup runs in the
+manifests of `documents/dedup` and `documents/rejected` (ingest's runs stay listed there), then their
+outputs are removed: dedup is global, so `documents/dedup` holds exactly one run.
 """
 
 from __future__ import annotations
@@ -67,20 +68,26 @@ from pipelines.lake import (
     DOCUMENTS_CLEAN,
     DOCUMENTS_DEDUP,
     REJECTED,
+    RUN_LOGS,
     STAGING,
     InputRecord,
     Lake,
     RunRecord,
     fingerprint,
+    listed_runs,
+    listed_shards,
     lmforge_version,
     read_manifest,
     read_shard,
     refresh_manifest,
+    run_shards,
     shard_batches,
     shard_rows,
+    shard_run,
     utc_now,
 )
 from pipelines.lake.executors import ExecutorConfig, PipelineSubmitted, merged_stats, run_pipeline
+from pipelines.lake.locks import run_lock
 from pipelines.lake.writers import DocumentsWriter, RejectedWriter
 
 STAGES = ("signatures", "buckets", "keys", "clusters", "filter")
@@ -135,19 +142,15 @@ class DedupResult:
 def input_shards(lake: Lake) -> list[tuple[str, int]]:
     """(path relative to documents/clean, size) of every clean shard: the run's input, in reading order.
 
-    Shards go in the order their ingest runs finished (the clean manifest), then by name, so the
-    copy a cluster keeps (its earliest) is the one ingested first and stays kept when new data comes.
+    The shards of the ingest runs the clean manifest lists, nothing a killed run left there. They go
+    in the order their runs finished, then by name, so the copy a cluster keeps (its earliest) is the
+    one ingested first and stays kept when new data comes.
     """
     manifest = read_manifest(lake, DOCUMENTS_CLEAN)
     finished = {r.run: i for i, r in enumerate(sorted(manifest.runs, key=lambda r: r.finished))} if manifest else {}
     base = lake.path(DOCUMENTS_CLEAN)
-    shards = [(posixpath.relpath(s, base), lake.fs.size(s)) for s in lake.shards(DOCUMENTS_CLEAN)]
-
-    def ingested(shard: tuple[str, int]) -> tuple[int, str]:
-        run = posixpath.basename(shard[0]).split("_")[-2:][0]  # `[NNN_]<run>_<rank>.parquet`
-        return finished.get(run, len(finished)), shard[0]
-
-    return sorted(shards, key=ingested)
+    shards = [(posixpath.relpath(s, base), lake.fs.size(s)) for s in listed_shards(lake, DOCUMENTS_CLEAN)]
+    return sorted(shards, key=lambda shard: (finished[shard_run(shard[0])], shard[0]))
 
 
 def plan_run(lake: Lake, config: DedupConfig) -> tuple[str, int, list[tuple[str, int]]]:
@@ -159,12 +162,11 @@ def plan_run(lake: Lake, config: DedupConfig) -> tuple[str, int, list[tuple[str,
 
 
 class _SynchronousParquetReader(ParquetReader):
-    """datatrove's ParquetReader, reading each shard with `shard_batches` (no pre-buffering threads).
+    """datatrove's ParquetReader, reading each shard with `shard_batches`, on the calling thread.
 
-    datatrove's own opens `pq.ParquetFile` with pre-buffering on, whose IO threads may still hold
-    the file when the process exits: the dedup process then aborts after finishing its work
-    ("terminate called without an active exception", seen in the kill-and-resume test), the cause
-    `read_shard` already avoids.
+    datatrove's own opens `pq.ParquetFile` with pre-buffering on, so pyarrow's IO threads call the
+    Python file object, and one still doing so at interpreter exit aborts the process after all its
+    work is done (`read_shard` says how).
     """
 
     def read_file(self, filepath: str) -> DocumentsPipeline:
@@ -186,7 +188,7 @@ def _reader(lake: Lake, paths_file: str) -> ParquetReader:
 
 
 def stage_logging_dir(lake: Lake, run: str, stage: str) -> str:
-    return lake.path(DOCUMENTS_DEDUP, "_datatrove", run, stage)
+    return lake.path(DOCUMENTS_DEDUP, RUN_LOGS, run, stage)
 
 
 def stage_tasks(lake: Lake, run: str, tasks: int, config: DedupConfig) -> dict[str, int]:
@@ -210,18 +212,16 @@ def _stage(
     )
 
 
-def _of_run(shard: str, run: str) -> bool:
-    """Shard names are `[NNN_]<run>_<rank>.parquet` (datatrove numbers the files of a size-capped task)."""
-    return f"{run}_" in posixpath.basename(shard)
-
-
 def _remove_other_runs(lake: Lake, run: str) -> None:
-    """Earlier dedup runs' shards, rejections and work files: dedup is global, one run stands."""
+    """Earlier dedup runs' shards, rejections and work files: dedup is global, one run stands.
+
+    Called once this run replaced them in the manifests, so no reader is reading them any more.
+    """
     fs = lake.fs
-    doomed = [s for s in lake.shards(DOCUMENTS_DEDUP) if not _of_run(s, run)]
+    doomed = [s for s in lake.shards(DOCUMENTS_DEDUP) if shard_run(s) != run]
     rejected = lake.path(REJECTED, STAGE)
-    doomed += [s for s in lake.shards(REJECTED) if s.startswith(rejected + "/") and not _of_run(s, run)]
-    for base in (lake.path(WORK), lake.path(DOCUMENTS_DEDUP, "_datatrove")):
+    doomed += [s for s in lake.shards(REJECTED) if s.startswith(rejected + "/") and shard_run(s) != run]
+    for base in (lake.path(WORK), lake.path(DOCUMENTS_DEDUP, RUN_LOGS)):
         if fs.exists(base):
             doomed += [p for p in fs.ls(base, detail=False) if posixpath.basename(p) != run]
     for path in doomed:
@@ -231,16 +231,13 @@ def _remove_other_runs(lake: Lake, run: str) -> None:
 def _outputs(lake: Lake, run: str) -> tuple[Counter, Counter]:
     """Kept documents per language and removed ones per (language, reason) of this run, from shard footers."""
     kept: Counter = Counter()
-    for shard in lake.shards(DOCUMENTS_DEDUP):
-        if _of_run(shard, run):
-            lang = shard.rsplit("lang=", 1)[-1].split("/", 1)[0]
-            kept[lang] += shard_rows(lake.fs, shard)
+    for shard in run_shards(lake, DOCUMENTS_DEDUP, run):
+        lang = shard.rsplit("lang=", 1)[-1].split("/", 1)[0]
+        kept[lang] += shard_rows(lake.fs, shard)
     removed: Counter = Counter()
-    base = lake.path(REJECTED, STAGE)
-    for shard in lake.shards(REJECTED):
-        if shard.startswith(base + "/") and _of_run(shard, run):
-            for row in read_shard(lake.fs, shard, ["lang", "reason"]).to_pylist():
-                removed[(row["lang"], row["reason"])] += 1
+    for shard in run_shards(lake, REJECTED, run):
+        for row in read_shard(lake.fs, shard, ["lang", "reason"]).to_pylist():
+            removed[(row["lang"], row["reason"])] += 1
     return kept, removed
 
 
@@ -274,36 +271,49 @@ def run_dedup(lake: Lake, config: DedupConfig | None = None) -> DedupResult:
     config = config or DedupConfig()
     started = utc_now()
     run, tasks, shards = plan_run(lake, config)
-    manifest_runs = _finished_runs(lake)
-    if run in manifest_runs:
+    if finished := _finished_record(lake, run):
+        _list_rejections(lake, finished)
         return _summary(run, lake, config, skipped=True, stats=[])
-    staging = lake.path(STAGING, run)
-    if lake.fs.exists(staging):  # whatever a killed attempt left half-written
-        lake.fs.rm(staging, recursive=True)
-    config.executor.check_available()
-    if shards:
-        last = _dedup(lake, run, tasks, shards, config)
-        if config.executor.kind == "slurm":
-            raise PipelineSubmitted(f"dedup run {run}", last)
-    _remove_other_runs(lake, run)
-    base = lake.path(DOCUMENTS_CLEAN)
-    record = RunRecord(
-        run=run,
-        stage=STAGE,
-        parameters=config.identity() | {"tasks": tasks, "threshold": config.threshold},
-        inputs=[InputRecord(path=posixpath.join(base, path), size=size, mtime_ns=0) for path, size in shards],
-        started=started,
-        finished=utc_now(),
-        lmforge_version=lmforge_version(),
-    )
-    refresh_manifest(lake, DOCUMENTS_DEDUP, [record], keep_runs=False)
-    refresh_manifest(lake, REJECTED)
+    with run_lock(lake, run):  # `lmforge lake gc` leaves a run alone while it holds its lock
+        staging = lake.path(STAGING, run)
+        if lake.fs.exists(staging):  # whatever a killed attempt left half-written
+            lake.fs.rm(staging, recursive=True)
+        config.executor.check_available()
+        if shards:
+            last = _dedup(lake, run, tasks, shards, config)
+            if config.executor.kind == "slurm":
+                raise PipelineSubmitted(f"dedup run {run}", last)
+        base = lake.path(DOCUMENTS_CLEAN)
+        record = RunRecord(
+            run=run,
+            stage=STAGE,
+            parameters=config.identity() | {"tasks": tasks, "threshold": config.threshold},
+            inputs=[InputRecord(path=posixpath.join(base, path), size=size, mtime_ns=0) for path, size in shards],
+            started=started,
+            finished=utc_now(),
+            lmforge_version=lmforge_version(),
+        )
+        # Listed first, removed after: readers switch from the old run to this one at once, and a
+        # kill in between leaves the old files unlisted, for the next run or `lmforge lake gc`.
+        refresh_manifest(lake, DOCUMENTS_DEDUP, [record], replace_stage=True)
+        _list_rejections(lake, record)
+        _remove_other_runs(lake, run)
     return _summary(run, lake, config, skipped=False, stats=_stage_stats(lake, run))
 
 
-def _finished_runs(lake: Lake) -> set[str]:
+def _finished_record(lake: Lake, run: str) -> RunRecord | None:
     manifest = read_manifest(lake, DOCUMENTS_DEDUP)
-    return {r.run for r in manifest.runs} if manifest else set()
+    return next((r for r in manifest.runs if r.run == run), None) if manifest else None
+
+
+def _list_rejections(lake: Lake, record: RunRecord) -> None:
+    """List the run in `documents/rejected` in place of earlier dedup runs (ingest runs stay listed).
+
+    Also for a run that finished before dedup listed its rejections there (older lakes), which
+    would otherwise stay out of the `rejected` view until the next dedup run.
+    """
+    if record.run not in listed_runs(lake, REJECTED):
+        refresh_manifest(lake, REJECTED, [record], replace_stage=True)
 
 
 def _dedup(lake: Lake, run: str, tasks: int, shards: list[tuple[str, int]], config: DedupConfig) -> PipelineExecutor:

@@ -14,6 +14,8 @@ Every step that drops a document writes it with its reason to `documents/rejecte
 A run is named by the fingerprint of its inputs (content hashes) and parameters: rerunning the same
 run skips the tasks datatrove marked complete and redoes the rest, rewriting the same shard names,
 so a killed run resumed equals an uninterrupted one, and ingesting the same input twice is a no-op.
+The run's shards become part of `documents/clean` and `documents/rejected` when it is recorded in
+their manifests, once every task finished; while it executes it holds its run lock (`locks`).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from pipelines.ingest.readers import InputReader
 from pipelines.lake import (
     DOCUMENTS_CLEAN,
     REJECTED,
+    RUN_LOGS,
     STAGING,
     InputRecord,
     Lake,
@@ -49,10 +52,12 @@ from pipelines.lake import (
     lmforge_version,
     read_shard,
     refresh_manifest,
+    run_shards,
     shard_rows,
     utc_now,
 )
 from pipelines.lake.executors import ExecutorConfig, PipelineSubmitted, merged_stats, run_pipeline
+from pipelines.lake.locks import run_lock
 from pipelines.lake.writers import DocumentsWriter, RejectedWriter
 
 STAGE = "ingest"
@@ -141,7 +146,7 @@ def plan_run(items: list[InputItem], config: IngestConfig) -> tuple[str, int, li
 
 def run_logging_dir(lake: Lake, run: str) -> str:
     """datatrove's completions/, stats/ and logs/ of one run (one marker file per finished task)."""
-    return lake.path(DOCUMENTS_CLEAN, "_datatrove", run)
+    return lake.path(DOCUMENTS_CLEAN, RUN_LOGS, run)
 
 
 def extractor(config: IngestConfig) -> BaseExtractor:
@@ -179,16 +184,12 @@ def build_pipeline(items: list[InputItem], lake: Lake, run: str, config: IngestC
 def _run_outputs(lake: Lake, run: str) -> tuple[Counter, Counter, list[tuple[str, str]]]:
     """Kept documents per language, rejections per reason and unusable files, read back from the lake."""
     by_lang: Counter = Counter()
-    for shard in lake.shards(DOCUMENTS_CLEAN):
-        if run in os.path.basename(shard):
-            lang = shard.rsplit("lang=", 1)[-1].split("/", 1)[0]
-            by_lang[lang] += shard_rows(lake.fs, shard)
+    for shard in run_shards(lake, DOCUMENTS_CLEAN, run):
+        lang = shard.rsplit("lang=", 1)[-1].split("/", 1)[0]
+        by_lang[lang] += shard_rows(lake.fs, shard)
     by_reason: Counter = Counter()
     unusable: list[tuple[str, str]] = []
-    for shard in lake.shards(REJECTED):
-        name = os.path.basename(shard)
-        if run not in name:
-            continue
+    for shard in run_shards(lake, REJECTED, run):
         table = read_shard(lake.fs, shard, ["reason", "source", "detail", "unusable_file"])
         for row in table.to_pylist():
             by_reason[row["reason"]] += 1
@@ -205,30 +206,32 @@ def run_ingest(items: list[InputItem], lake: Lake, config: IngestConfig | None =
     config.executor.check_available()  # before hashing the inputs
     started = utc_now()
     run, tasks, hashes = plan_run(items, config)
-    staging = lake.path(STAGING, run)
-    if lake.fs.exists(staging):  # whatever a killed attempt left half-written
-        lake.fs.rm(staging, recursive=True)
-    executor = run_pipeline(
-        build_pipeline(items, lake, run, config),
-        tasks=tasks,
-        workers=config.workers,
-        logging_dir=run_logging_dir(lake, run),
-        config=config.executor,
-        name=f"{STAGE}-{run}",
-    )
-    if executor.get_incomplete_ranks():  # only a Slurm run returns before its tasks finished
-        raise PipelineSubmitted(f"{STAGE} run {run}", executor)
-    record = RunRecord(
-        run=run,
-        stage=STAGE,
-        parameters=config.identity() | {"tasks": tasks},
-        inputs=[InputRecord(path=i.path, size=i.size, mtime_ns=i.mtime_ns, sha256=h) for i, h in zip(items, hashes)],
-        started=started,
-        finished=utc_now(),
-        lmforge_version=lmforge_version(),
-    )
-    refresh_manifest(lake, DOCUMENTS_CLEAN, [record])
-    refresh_manifest(lake, REJECTED, [record])
+    with run_lock(lake, run):  # `lmforge lake gc` leaves a run alone while it holds its lock
+        staging = lake.path(STAGING, run)
+        if lake.fs.exists(staging):  # whatever a killed attempt left half-written
+            lake.fs.rm(staging, recursive=True)
+        executor = run_pipeline(
+            build_pipeline(items, lake, run, config),
+            tasks=tasks,
+            workers=config.workers,
+            logging_dir=run_logging_dir(lake, run),
+            config=config.executor,
+            name=f"{STAGE}-{run}",
+        )
+        if executor.get_incomplete_ranks():  # only a Slurm run returns before its tasks finished
+            raise PipelineSubmitted(f"{STAGE} run {run}", executor)
+        record = RunRecord(
+            run=run,
+            stage=STAGE,
+            parameters=config.identity() | {"tasks": tasks},
+            inputs=[InputRecord(path=i.path, size=i.size, mtime_ns=i.mtime_ns, sha256=h) for i, h in zip(items, hashes)],
+            started=started,
+            finished=utc_now(),
+            lmforge_version=lmforge_version(),
+        )
+        # Listing the run is what makes its shards part of the datasets (both, for its rejections).
+        refresh_manifest(lake, DOCUMENTS_CLEAN, [record])
+        refresh_manifest(lake, REJECTED, [record])
     by_lang, by_reason, unusable = _run_outputs(lake, run)
     return IngestResult(
         run=run,

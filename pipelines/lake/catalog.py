@@ -4,6 +4,11 @@ The views live in a small DuckDB file beside the lake (`<lake>/_catalog.duckdb`)
 atomically when asked, and every query connection opens it with `read_only=True` so a query can
 read the lake but never change a table or a view. A dataset that does not exist yet still has its
 view (typed, empty), so the same query works before and after a stage first runs.
+
+A view names the shards of the runs its dataset's manifest lists (`listed_shards`), file by file,
+as plain DuckDB over those files would: what a killed or replaced run left in the folder is never
+read, and a folder without a manifest shows nothing. Since the views name files, the catalog is
+rebuilt whenever a connection asks for `refresh` (every `query` and `stats` does).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import duckdb
 import pyarrow as pa
 from fsspec.implementations.local import LocalFileSystem
 
-from pipelines.lake import DOCUMENTS_CLEAN, DOCUMENTS_DEDUP, MANIFEST, REJECTED, SCHEMAS, Lake, publish
+from pipelines.lake import DOCUMENTS_CLEAN, DOCUMENTS_DEDUP, MANIFEST, REJECTED, SCHEMAS, Lake, listed_shards, publish
 
 CATALOG_FILE = "_catalog.duckdb"
 
@@ -52,9 +57,10 @@ def _empty_select(schema: pa.Schema) -> str:
 
 
 def _dataset_select(lake: Lake, dataset: str) -> str:
-    if not lake.shards(dataset):
+    shards = listed_shards(lake, dataset)
+    if not shards:
         return _empty_select(SCHEMAS[dataset])
-    return f"SELECT * FROM read_parquet({_quote(lake.shard_glob(dataset))}, union_by_name = true)"
+    return f"SELECT * FROM read_parquet([{', '.join(map(_quote, shards))}], union_by_name = true)"
 
 
 def _manifests_select(lake: Lake) -> str:

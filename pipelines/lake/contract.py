@@ -3,6 +3,8 @@
 A lake is a directory or an fsspec URL. Each dataset is a folder of parquet shards plus a
 `_manifest.json`; shards and manifests only ever appear complete (written under a temporary
 name, then renamed), so a reader never sees half a file and a killed stage can simply rerun.
+The manifest lists the runs that finished, and a dataset is the shards of those runs
+(`listed_shards`), whatever else a killed run left in the folder.
 This module knows the layout, the schemas and how to write atomically; it does no stage work.
 """
 
@@ -12,13 +14,16 @@ import hashlib
 import json
 import os
 import posixpath
+import re
 import shutil
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from typing import Any, Callable, Iterable, Iterator
 
+import fasteners
 import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -34,8 +39,17 @@ DOCUMENTS_DEDUP = "documents/dedup"
 REJECTED = "documents/rejected"
 TOKENIZERS = "tokenizers"
 REPORTS = "reports"
-STAGING = "_staging"
+STAGING = "_staging"  # `_staging/<run>/`: a run's files before they are complete
+RUN_LOGS = "_datatrove"  # `<dataset>/_datatrove/<run>/`: datatrove's completions, stats and logs of a run
+WORK_ROOT = "_work"  # `_work/<stage>/<run>/`: a stage's intermediate files
+LOCKS = "_locks"  # `_locks/<run>.lock`: held while a run executes (local lakes)
 MANIFEST = "_manifest.json"
+MANIFEST_LOCK = "_manifest.lock"
+
+# A run is named by its `fingerprint`; every shard it writes is `[NNN_]<run>_<rank>.parquet` (NNN:
+# datatrove's counter when a task's output is split by size).
+RUN_ID = re.compile(r"[0-9a-f]{16}")
+RUN_SHARD = re.compile(rf"(?:\d+_)?(?P<run>{RUN_ID.pattern})_\d+\.parquet")
 
 # Documents: the text of one web page (or record) and what we know about it.
 DOCUMENTS_SCHEMA = pa.schema(
@@ -121,7 +135,12 @@ class Lake:
         return self.fs.exists(self.path(dataset))
 
     def shards(self, dataset: str) -> list[str]:
-        """Every complete parquet shard of a dataset, sorted (temporary files never match)."""
+        """Every complete parquet file in a dataset's folder, sorted, whichever run wrote it (temporary
+        files, staging and logs never match).
+
+        This is the folder, not the dataset: it includes the shards of runs that were killed or
+        replaced. Readers want `listed_shards`; this is for the stages' own bookkeeping and for gc.
+        """
         base = self.path(dataset)
         if not self.fs.exists(base):
             return []
@@ -129,10 +148,6 @@ class Lake:
         base = fs._strip_protocol(base)
         found = [p for p in fs.glob(posixpath.join(base, "**", "*.parquet")) if "/_" not in p[len(base) :]]
         return sorted(p if self.is_local else fs.unstrip_protocol(p) for p in found)
-
-    def shard_glob(self, dataset: str) -> str:
-        """A glob over the dataset's shards that DuckDB and pyarrow understand."""
-        return self.path(dataset, "**", "*.parquet")
 
 
 # --- atomic writes -----------------------------------------------------------------------------
@@ -215,18 +230,25 @@ def write_table(lake: Lake, dataset: str, name: str, table: pa.Table) -> str:
 
 
 def read_shard(fs: fsspec.AbstractFileSystem, path: str, columns: list[str] | None = None) -> pa.Table:
-    """One parquet file, read synchronously on this thread.
+    """One parquet file, read on this thread only.
 
-    pyarrow's default pre-buffering reads a Python file object from its IO threads; a reader one of
-    them still holds when the interpreter exits makes the process abort ("terminate called without
-    an active exception", seen after dedup runs). Without pre-buffering nothing outlives the call.
+    Never `pq.read_table` on a Python file object: it goes through `pyarrow.dataset`, whose scanner
+    calls the file's `read` from pyarrow's IO threads even with `pre_buffer=False, use_threads=False`
+    (`pre_buffer=True` and `iter_batches(use_threads=True)` can do the same). When the process exits
+    while such a thread still holds the file, the thread's next taking of the GIL makes CPython end
+    it with `pthread_exit`, whose unwinding reaches a `noexcept` frame of Arrow's worker: `terminate
+    called without an active exception`, SIGABRT after all the work was done (4 in 1274 runs of a
+    script that reads a shard that way and exits; the resumed dedup of issue 9). `ParquetFile` with
+    both off calls the file from the caller's thread alone (`test_shards_are_read_on_the_calling_thread_only`).
     """
-    with fs.open(path, "rb") as f:
-        return pq.read_table(f, columns=columns, pre_buffer=False, use_threads=False)
+    with fs.open(path, "rb") as f, pq.ParquetFile(f, pre_buffer=False) as parquet:
+        return parquet.read(columns=columns, use_threads=False)
 
 
-def shard_batches(fs: fsspec.AbstractFileSystem, path: str, columns: list[str], batch_rows: int) -> Iterator[pa.RecordBatch]:
-    """One parquet file a record batch at a time, read synchronously for the reason `read_shard` gives."""
+def shard_batches(
+    fs: fsspec.AbstractFileSystem, path: str, columns: list[str] | None, batch_rows: int
+) -> Iterator[pa.RecordBatch]:
+    """One parquet file a record batch at a time, read on this thread only (see `read_shard`)."""
     with fs.open(path, "rb") as f, pq.ParquetFile(f, pre_buffer=False) as parquet:
         yield from parquet.iter_batches(batch_size=batch_rows, columns=columns, use_threads=False)
 
@@ -289,33 +311,83 @@ def read_manifest(lake: Lake, dataset: str) -> Manifest | None:
         return Manifest.model_validate_json(f.read())
 
 
-def refresh_manifest(lake: Lake, dataset: str, new_runs: Iterable[RunRecord] = (), keep_runs: bool = True) -> Manifest:
-    """Recount the dataset from its shard footers, add `new_runs`, and write the manifest atomically.
+def shard_run(path: str) -> str | None:
+    """The run that wrote a shard, from its name (`RUN_SHARD`); None for a file no lmforge run wrote."""
+    match = RUN_SHARD.fullmatch(posixpath.basename(path))
+    return match["run"] if match else None
 
-    `keep_runs=False` is for datasets that one run rewrites whole (dedup): earlier runs are dropped.
+
+def listed_runs(lake: Lake, dataset: str) -> set[str]:
+    """The runs the dataset's manifest lists: the finished runs whose shards make the dataset."""
+    manifest = read_manifest(lake, dataset)
+    return {r.run for r in manifest.runs} if manifest else set()
+
+
+def _shards_of(lake: Lake, dataset: str, runs: set[str]) -> list[str]:
+    return [s for s in lake.shards(dataset) if shard_run(s) in runs] if runs else []
+
+
+def listed_shards(lake: Lake, dataset: str) -> list[str]:
+    """The dataset as every reader sees it: the shards of the runs its manifest lists, sorted.
+
+    The manifest is the source of truth. A run that was killed, or replaced before it was recorded,
+    may have published shards into the folder; they are not part of the dataset (a rerun with other
+    parameters is another run, and reading both would count documents twice) and stay invisible
+    until `lmforge lake gc` removes them. A folder without a manifest lists no run, so it shows
+    nothing, and files whose names no run wrote (`shard_run` is None) are never read.
     """
-    previous = read_manifest(lake, dataset) or Manifest(dataset=dataset)
-    runs = {r.run: r for r in previous.runs} if keep_runs else {}
-    for r in new_runs:
-        runs[r.run] = r
-    rows = size = 0
-    shards = lake.shards(dataset)
-    fs = lake.fs
-    for shard in shards:
-        rows += shard_rows(fs, shard)
-        size += fs.size(shard)
-    schema = SCHEMAS.get(dataset)
-    manifest = Manifest(
-        dataset=dataset,
-        rows=rows,
-        bytes=size,
-        shards=len(shards),
-        columns=schema.names if schema is not None else previous.columns,
-        runs=sorted(runs.values(), key=lambda r: r.started),
-        updated=utc_now(),
-    )
-    atomic_write_bytes(fs, lake.path(dataset, MANIFEST), manifest.model_dump_json(indent=2).encode())
-    return manifest
+    return _shards_of(lake, dataset, listed_runs(lake, dataset))
+
+
+def run_shards(lake: Lake, dataset: str, run: str) -> list[str]:
+    """The shards one run wrote into a dataset, listed or not: how a stage summarises its own run."""
+    return _shards_of(lake, dataset, {run})
+
+
+def refresh_manifest(lake: Lake, dataset: str, new_runs: Iterable[RunRecord] = (), replace_stage: bool = False) -> Manifest:
+    """Add `new_runs` to the dataset's runs, recount rows and bytes over the shards of the runs it then
+    lists (from their footers), and write the manifest atomically.
+
+    `replace_stage=True` is for a stage whose one run replaces its earlier ones (dedup is global):
+    the earlier runs of the new runs' stages leave the list, and with it the dataset, while other
+    stages' runs stay (ingest's rejections beside dedup's in `documents/rejected`).
+    """
+    with _manifest_lock(lake, dataset):  # two runs finishing at once must not lose each other's record
+        previous = read_manifest(lake, dataset) or Manifest(dataset=dataset)
+        new_runs = list(new_runs)
+        replaced = {r.stage for r in new_runs} if replace_stage else set()
+        runs = {r.run: r for r in previous.runs if r.stage not in replaced}
+        for r in new_runs:
+            runs[r.run] = r
+        rows = size = 0
+        shards = _shards_of(lake, dataset, set(runs))
+        fs = lake.fs
+        for shard in shards:
+            rows += shard_rows(fs, shard)
+            size += fs.size(shard)
+        schema = SCHEMAS.get(dataset)
+        manifest = Manifest(
+            dataset=dataset,
+            rows=rows,
+            bytes=size,
+            shards=len(shards),
+            columns=schema.names if schema is not None else previous.columns,
+            runs=sorted(runs.values(), key=lambda r: r.started),
+            updated=utc_now(),
+        )
+        atomic_write_bytes(fs, lake.path(dataset, MANIFEST), manifest.model_dump_json(indent=2).encode())
+        return manifest
+
+
+@contextmanager
+def _manifest_lock(lake: Lake, dataset: str) -> Iterator[None]:
+    """Exclusive use of a dataset's manifest on a local lake (read, recount, write); nothing on a remote one."""
+    if not lake.is_local:
+        yield
+        return
+    os.makedirs(lake.path(dataset), exist_ok=True)
+    with fasteners.InterProcessLock(lake.path(dataset, MANIFEST_LOCK)):
+        yield
 
 
 def ingested_inputs(lake: Lake, dataset: str = DOCUMENTS_CLEAN) -> set[tuple[str, int, int]]:

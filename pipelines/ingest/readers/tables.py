@@ -69,7 +69,7 @@ def read_parquet(item: InputItem, stat: StatFn) -> Iterator[Document]:
             return
         raw.seek(0)
         try:
-            parquet = pq.ParquetFile(raw)
+            parquet = pq.ParquetFile(raw, pre_buffer=False)
         except Exception as error:  # pyarrow raises ArrowInvalid, OSError, ... for bad footers
             yield unusable_file_doc(item.path, "corrupt_parquet", f"cannot read the parquet footer: {error}")
             return
@@ -85,7 +85,9 @@ def read_parquet(item: InputItem, stat: StatFn) -> Iterator[Document]:
                 group_start = index
                 group_rows = parquet.metadata.row_group(group).num_rows
                 try:
-                    for batch in parquet.iter_batches(batch_size=BATCH_ROWS, row_groups=[group], columns=columns):
+                    # no pyarrow threads near a Python file object: they can abort the process at exit (lake's read_shard)
+                    batches = parquet.iter_batches(batch_size=BATCH_ROWS, row_groups=[group], columns=columns, use_threads=False)
+                    for batch in batches:
                         for row in batch.to_pylist():
                             yield checker.to_document(row, index, f"row {index}")
                             index += 1
