@@ -30,9 +30,31 @@ def paired_ratio(anchor: list[float], ours: list[float]) -> float:
     return statistics.median(a / o for a, o in zip(anchor, ours))
 
 
-def require_sample_warc(warc: Path) -> None:
-    if not warc.is_file():
-        sys.exit(f"{warc} not found: build it with `lmforge sample` (or `make run`)")
+SAMPLE_SHARDS = "data/sample/debian-docs-*.warc.gz"  # what `make run` (`lmforge run`) packs
+SAMPLE_WARC = Path("data/sample/debian-docs.warc.gz")  # what `lmforge sample` writes by default
+
+
+def sample_warc(given: Path | None) -> Path:
+    """The benchmark's input: the WARC given, else the sample shards `make run` leaves, as one WARC
+    (else the single file `lmforge sample` writes).
+
+    A gzipped WARC is a series of gzip members, so the shards concatenated are one valid WARC (in
+    the system's temp folder), with the same pages as the single file `lmforge sample` writes.
+    """
+    if given is not None:
+        if not given.is_file():
+            sys.exit(f"{given} not found")
+        return given
+    shards = sorted(Path().glob(SAMPLE_SHARDS))
+    if not shards and SAMPLE_WARC.is_file():
+        return SAMPLE_WARC
+    if not shards:
+        sys.exit(f"no {SAMPLE_SHARDS}: build them with `make run` (or `lmforge sample --shards 4`), or pass --warc")
+    joined = Path(tempfile.gettempdir()) / f"lmforge-bench-debian-docs-{len(shards)}-shards.warc.gz"
+    with open(joined, "wb") as out:
+        for shard in shards:
+            out.write(shard.read_bytes())
+    return joined
 
 
 def quiet_loguru(level: str = "WARNING") -> None:

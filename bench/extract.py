@@ -1,6 +1,6 @@
 """Benchmark: the fast extraction path (resiliparse) vs trafilatura, same pages, one run.
 
-    python bench/extract.py [--warc data/sample/debian-docs.warc.gz] [--limit N] [--repeats 3]
+    python bench/extract.py [--warc WARC] [--limit N] [--repeats 3]
                             [--skip-ingest] [--json bench/results/extract.json]
 
 (a) **extraction only**, docs/s on one core: trafilatura with our settings (favour_precision,
@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from datatrove.data import Document  # noqa: E402
 from datatrove.pipeline.extractors import Trafilatura  # noqa: E402
 
-from bench._harness import quiet_loguru, require_sample_warc  # noqa: E402
+from bench._harness import quiet_loguru, sample_warc  # noqa: E402
 from bench.ingest import count_records, run_anchor, timed_in_fresh_process  # noqa: E402
 from pipelines.ingest.extract import HTML, SandboxedExtraction, tidy_lines  # noqa: E402
 from pipelines.ingest.inputs import resolve_inputs  # noqa: E402
@@ -324,14 +324,14 @@ def print_reading(reading: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--warc", type=Path, default=Path("data/sample/debian-docs.warc.gz"))
+    parser.add_argument("--warc", type=Path, help="input WARC (default: the shards `make run` packs, read as one)")
     parser.add_argument("--limit", type=int, help="use only N pages, evenly spread over the WARC (quick runs)")
     parser.add_argument("--repeats", type=int, default=3, help="whole-ingest runs per pipeline (medians)")
     parser.add_argument("--examples", type=int, default=5, help="example URLs/lines per finding")
     parser.add_argument("--skip-ingest", action="store_true", help="extraction and quality only (no (c))")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
-    require_sample_warc(args.warc)
+    args.warc = sample_warc(args.warc)
     quiet_loguru()
     with tempfile.TemporaryDirectory() as tmp:
         warc = subset_warc(args.warc, args.limit, Path(tmp) / "subset.warc.gz") if args.limit else args.warc

@@ -1,6 +1,6 @@
 """Benchmark: the FineWeb filter chain alone, ours vs datatrove's filters, same documents, same settings.
 
-    python bench/filters.py [--warc data/sample/debian-docs.warc.gz] [--limit N] [--repeats 3]
+    python bench/filters.py [--warc WARC] [--limit N] [--repeats 3]
                             [--json bench/results/filters.json]
 
 The documents are what the chain receives in the ingest: our reader's HTML pages, extracted with
@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from datatrove.data import Document  # noqa: E402
 from loguru import logger  # noqa: E402
 
-from bench._harness import in_fresh_process, quiet_loguru, require_sample_warc  # noqa: E402
+from bench._harness import in_fresh_process, quiet_loguru, sample_warc  # noqa: E402
 
 SIDES = ("ours", "datatrove")
 
@@ -112,12 +112,12 @@ def run_side(side: str, docs_file: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--warc", type=Path, default=Path("data/sample/debian-docs.warc.gz"))
+    parser.add_argument("--warc", type=Path, help="input WARC (default: the shards `make run` packs, read as one)")
     parser.add_argument("--limit", type=int, help="take every k-th page, N in all")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
-    require_sample_warc(args.warc)
+    args.warc = sample_warc(args.warc)
     quiet_loguru()
     docs = prepared_documents(args.warc, args.limit)
     n = len(docs)

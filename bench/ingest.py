@@ -1,6 +1,6 @@
 """Benchmark: our ingest vs datatrove's own FineWeb-style pipeline, same input, same settings.
 
-    python bench/ingest.py [--warc data/sample/debian-docs.warc.gz] [--repeats 3] [--english-defaults]
+    python bench/ingest.py [--warc WARC] [--repeats 3] [--english-defaults]
 
 Every pipeline runs one task on one core, each run in a fresh child process (spaCy, jieba and
 Sudachi load once per process and cost seconds: the run after another must not inherit them);
@@ -52,7 +52,7 @@ from datatrove.pipeline.filters import (  # noqa: E402
 from datatrove.pipeline.readers import WarcReader  # noqa: E402
 from datatrove.pipeline.writers import ParquetWriter  # noqa: E402
 
-from bench._harness import in_fresh_process, quiet_loguru, require_sample_warc  # noqa: E402
+from bench._harness import in_fresh_process, quiet_loguru, sample_warc  # noqa: E402
 from pipelines.ingest.extract import tidy_lines  # noqa: E402
 from pipelines.ingest.inputs import resolve_inputs  # noqa: E402
 from pipelines.ingest.language import LanguageID, LocalFT176LID, lid_model_path  # noqa: E402
@@ -133,12 +133,12 @@ def timed_in_fresh_process(fn, warc: Path) -> tuple[float, int]:  # noqa: ANN001
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--warc", type=Path, default=Path("data/sample/debian-docs.warc.gz"))
+    parser.add_argument("--warc", type=Path, help="input WARC (default: the shards `make run` packs, read as one)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--english-defaults", action="store_true", help="also time datatrove's English defaults")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
-    require_sample_warc(args.warc)
+    args.warc = sample_warc(args.warc)
     quiet_loguru()
     docs = count_records(args.warc)
     runs = {"ours": run_ours, "anchor": run_anchor}

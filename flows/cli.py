@@ -6,15 +6,15 @@ import csv
 import io
 import json
 import sys
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Iterator, Optional
+from typing import Annotated, Any, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from flows.console import LakeOption, err, fail, out, rich_table, settings, user_errors
+from flows.console import LakeOption, VerboseOption, err, fail, out, print_logs, rich_table, running, settings, user_errors
 from flows.env import quiet_offline_defaults
+from flows.lake_cli import lake_app
+from flows.server_cli import server_app
 from flows.tokenizer_cli import print_report, print_training, tokenizer_app
 
 app = typer.Typer(
@@ -45,6 +45,7 @@ def shard_path(dest: Path, index: int, shards: int) -> Path:
 
 def pack_sample(folders: list[Path], dest: Path, max_pages_per_folder: int | None, shards: int = 1) -> list[Any]:
     """Pack folders of HTML into `shards` WARCs (folders dealt round-robin, so each holds many languages)."""
+    from flows.progress import stage_bar
     from pipelines.ingest.sample import DEFAULT_MAX_PAGES_PER_FOLDER, SampleSourceMissing, default_sources, pack_html
 
     try:
@@ -53,17 +54,10 @@ def pack_sample(folders: list[Path], dest: Path, max_pages_per_folder: int | Non
             max_pages_per_folder = max_pages_per_folder or DEFAULT_MAX_PAGES_PER_FOLDER
         shards = max(1, min(shards, len(folders)))
         reports = []
-        with Progress(TextColumn("packing HTML"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err) as bar:
-            for i in range(shards):
-                job = bar.add_task("pack", total=None)
-                reports.append(
-                    pack_html(
-                        folders[i::shards],
-                        shard_path(dest, i, shards),
-                        max_pages_per_folder=max_pages_per_folder,
-                        progress=lambda done, total, job=job: bar.update(job, completed=done, total=total),
-                    )
-                )
+        for i in range(shards):
+            with stage_bar(f"pack HTML {i + 1}/{shards}", None, "pages") as update:
+                warc = shard_path(dest, i, shards)
+                reports.append(pack_html(folders[i::shards], warc, max_pages_per_folder=max_pages_per_folder, progress=update))
         return reports
     except SampleSourceMissing as e:
         fail(str(e))
@@ -77,17 +71,28 @@ def sample(
     shards: Annotated[int, typer.Option(help="write this many WARCs (NAME-0.warc.gz, …) so ingest can use several cores")] = 1,
 ) -> None:
     """Pack folders of HTML pages into gzipped WARCs (the sample corpus)."""
-    for report in pack_sample(list(folders or []), output, max_pages_per_folder, shards):
-        out.print(f"wrote {report.warc_path}: {report.pages} pages, {report.bytes / 1e6:.1f} MB, {report.skipped} skipped")
+    from flows.progress import live_progress
+
+    with live_progress(err):
+        reports = pack_sample(list(folders or []), output, max_pages_per_folder, shards)
+    for report in reports:
+        out.print(
+            f"wrote {report.warc_path}: {report.pages} pages, {report.bytes / 1e6:.1f} MB, {report.skipped} skipped",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
-def executor_config(kind: str, ray_address: str | None, slurm_partition: str | None) -> Any:
+def executor_config(kind: str, ray_address: str | None, slurm_partition: str | None, verbose: bool) -> Any:
     from pydantic import ValidationError
 
+    from flows.logs import console_level
     from pipelines.lake.executors import ExecutorConfig
 
     try:
-        return ExecutorConfig(kind=kind, ray_address=ray_address, partition=slurm_partition)
+        return ExecutorConfig(
+            kind=kind, ray_address=ray_address, partition=slurm_partition, console_log_level=console_level(verbose)
+        )
     except ValidationError:
         fail(f"unknown --executor {kind!r}: use local, ray or slurm")
 
@@ -104,31 +109,12 @@ def dedup_config(workers: int | None, **values: Any) -> Any:
     return settings(DedupConfig, **values, **({"workers": workers} if workers else {}))
 
 
-@contextmanager
-def ingest_progress(inputs: list[str], lake: str | None, config: Any) -> Iterator[None]:
-    """Check the paths before Prefect starts (one clear line if wrong), then show tasks done."""
-    from flows.progress import task_progress
-    from pipelines.ingest.run import ingest_inputs, plan_run, run_logging_dir
-    from pipelines.lake import Lake
+def check_inputs(inputs: list[str]) -> None:
+    """Wrong paths are one clear line before Prefect starts, not after."""
+    from pipelines.ingest.run import ingest_inputs
 
-    items = ingest_inputs(inputs)
-    run, tasks, _ = plan_run(items, config)
-    with task_progress(err, f"ingest {len(items)} inputs", [run_logging_dir(Lake.at(lake), run)], tasks):
-        yield
-
-
-@contextmanager
-def dedup_progress(lake: str | None, config: Any) -> Iterator[None]:
-    """Tasks done over the dedup stages of the run the lake's clean documents call for."""
-    from flows.progress import task_progress
-    from pipelines.dedup.run import plan_run, stage_tasks
-    from pipelines.lake import Lake
-
-    root = Lake.at(lake)
-    run, tasks, _ = plan_run(root, config)
-    stages = stage_tasks(root, run, tasks, config)
-    with task_progress(err, "dedup", list(stages), sum(stages.values())):
-        yield
+    with user_errors():
+        ingest_inputs(inputs)
 
 
 def print_ingest(result: Any) -> None:
@@ -161,6 +147,7 @@ def ingest(
     executor: ExecutorOption = "local",
     ray_address: RayAddressOption = None,
     slurm_partition: SlurmPartitionOption = None,
+    verbose: VerboseOption = False,
 ) -> None:
     """Extract, identify language, filter, redact PII and write documents/clean."""
     from flows.ingest import ingest_flow
@@ -169,11 +156,13 @@ def ingest(
         workers,
         language_threshold=language_threshold,
         extractor=extractor,
-        executor=executor_config(executor, ray_address, slurm_partition),
+        executor=executor_config(executor, ray_address, slurm_partition, verbose),
     )
-    with user_errors(), ingest_progress(inputs, lake, config):
+    check_inputs(inputs)
+    with user_errors(), running(lake, "ingest", verbose) as logs:
         result = ingest_flow(inputs, lake, config)
     print_ingest(result)
+    print_logs(logs)
     report_unusable(result)
 
 
@@ -204,6 +193,7 @@ def dedup(
     executor: ExecutorOption = "local",
     ray_address: RayAddressOption = None,
     slurm_partition: SlurmPartitionOption = None,
+    verbose: VerboseOption = False,
 ) -> None:
     """Remove exact, same-URL and near duplicates: documents/clean → documents/dedup (the `documents` view)."""
     from flows.dedup import dedup_flow
@@ -216,14 +206,17 @@ def dedup(
         n_grams=ngrams,
         bands=bands,
         rows=rows,
-        executor=executor_config(executor, ray_address, slurm_partition),
+        executor=executor_config(executor, ray_address, slurm_partition, verbose),
     )
-    with user_errors(), dedup_progress(lake, config):
+    with user_errors(), running(lake, "dedup", verbose) as logs:
         result = dedup_flow(lake, config)
     print_dedup(result)
+    print_logs(logs)
 
 
 app.add_typer(tokenizer_app, name="tokenizer")
+app.add_typer(server_app, name="server")
+app.add_typer(lake_app, name="lake")
 
 
 def render(columns: list[str], rows: list[tuple], fmt: str) -> str:
@@ -293,23 +286,26 @@ def run(
         Path,
         typer.Option(help="folder with tokenizers/{r50k,o200k}_base.tiktoken and flores200-dev/ to compare against, if present"),
     ] = Path(REFERENCE_DATA),
+    verbose: VerboseOption = False,
 ) -> None:
     """The main job on the embedded default: build the sample corpus, ingest, deduplicate, train a tokenizer, report."""
     from flows.end_to_end import end_to_end
     from flows.summaries import run_language_rows
 
-    reports = pack_sample([], sample_path, pages_per_folder, shards=SAMPLE_SHARDS)
-    pages, size = sum(r.pages for r in reports), sum(r.bytes for r in reports)
-    out.print(f"sample corpus: {pages} pages, {size / 1e6:.1f} MB in {len(reports)} WARCs beside {sample_path}")
-    sample = [r.warc_path for r in reports]
-    where = executor_config(executor, ray_address, None)
+    where = executor_config(executor, ray_address, None, verbose)
     config = ingest_config(workers, extractor=extractor, executor=where)
     dedup = dedup_config(workers, executor=where)
     references, parallel = reference_inputs(reference_data)
-    if not parallel:
-        out.print(f"no aligned text at {reference_data}/flores200-dev: the report measures the lake's held-out documents")
-    with user_errors(), ingest_progress(sample, lake, config):
+    with user_errors(), running(lake, "run", verbose) as logs:
+        reports = pack_sample([], sample_path, pages_per_folder, shards=SAMPLE_SHARDS)
+        sample = [r.warc_path for r in reports]
         result = end_to_end(sample, lake, config, dedup, references=references, parallel=parallel)
+    pages, size = sum(r.pages for r in reports), sum(r.bytes for r in reports)
+    names = f"{sample[0]} … {Path(sample[-1]).name}" if len(sample) > 1 else sample[0]
+    summary = f"sample corpus: {pages} pages, {size / 1e6:.1f} MB in {len(sample)} WARCs ({names})"
+    out.print(summary, highlight=False, soft_wrap=True)
+    if not parallel:
+        out.print(f"no aligned text at {reference_data}/flores200-dev: the report measured the lake's held-out documents")
     ingested, deduped = result.ingest, result.dedup
     out.print(
         f"documents in: {ingested.documents + ingested.rejected} · set aside by ingest: {ingested.rejected} · "
@@ -322,7 +318,8 @@ def run(
     out.print(rich_table("removed, by reason", ["stage", "reason", "documents"], removed))
     print_training(result.tokenizer)
     print_report(result.report)
-    out.print(f'lake: {deduped.lake} · try: lmforge query "SELECT lang, count(*) FROM documents GROUP BY lang"')
+    out.print(f'lake: {deduped.lake} · try: lmforge query "SELECT lang, count(*) FROM documents GROUP BY lang"', soft_wrap=True)
+    print_logs(logs)
     report_unusable(ingested)
 
 

@@ -16,6 +16,9 @@ LakeOption = Annotated[
     Optional[str],
     typer.Option("--lake", help="lake root: a folder or an fsspec URL (default: $LMFORGE_LAKE or ./lake)"),
 ]
+VerboseOption = Annotated[
+    bool, typer.Option("--verbose", "-v", help="show datatrove's and Prefect's INFO logs on the console too")
+]
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -38,8 +41,34 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(0) from None
 
 
+@contextmanager
+def running(lake: str | None, command: str, verbose: bool) -> Iterator[str]:
+    """What a command that runs flows wraps them in: the Prefect API its runs are recorded on
+    (`flows.prefect_api`), its log file (`flows.logs`) and the stages' progress bars.
+
+    Yields the log file's path; the command prints it with its summary (`print_logs`), and if the
+    command fails it is printed here, before the error.
+    """
+    from flows.logs import command_logs
+    from flows.prefect_api import flow_runs_recorded
+    from flows.progress import live_progress
+
+    with flow_runs_recorded(), command_logs(lake, command, verbose) as path:
+        try:
+            with live_progress(err):
+                yield path
+        except BaseException:
+            print_logs(path)
+            raise
+
+
+def print_logs(path: str) -> None:
+    out.print(f"logs: {path} (datatrove's per-task logs: <dataset>/_datatrove/<run>/logs/)", highlight=False, soft_wrap=True)
+
+
 def rich_table(title: str, columns: list[str], rows: list[tuple | list]) -> Table:
-    table = Table(title=title, title_justify="left", header_style="bold")
+    # as wide as its title, so a long title stays one line over a narrow table
+    table = Table(title=title, title_justify="left", header_style="bold", min_width=len(title))
     for c in columns:
         table.add_column(c)
     for r in rows:

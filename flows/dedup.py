@@ -10,14 +10,19 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.progress import task_bar
 from flows.summaries import dedup_language_rows, dedup_markdown
-from pipelines.dedup.run import DedupConfig, DedupResult, run_dedup
+from pipelines.dedup.run import DedupConfig, DedupResult, plan_run, run_dedup, stage_tasks
 from pipelines.lake import Lake
 
 
 @task(name="run the datatrove dedup stages", cache_policy=NO_CACHE)
 def dedup_lake(lake_root: str, config: DedupConfig) -> DedupResult:
-    return run_dedup(Lake.at(lake_root), config)
+    lake = Lake.at(lake_root)
+    run, tasks, _ = plan_run(lake, config)
+    stages = stage_tasks(lake, run, tasks, config)
+    with task_bar("dedup", list(stages), sum(stages.values())):
+        return run_dedup(lake, config)
 
 
 @task(name="publish dedup report", cache_policy=NO_CACHE)

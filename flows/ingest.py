@@ -10,9 +10,10 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.progress import task_bar
 from flows.summaries import ingest_markdown, step_rows
 from pipelines.ingest.inputs import InputItem, resolve_inputs
-from pipelines.ingest.run import IngestConfig, IngestResult, ingest_inputs, run_ingest
+from pipelines.ingest.run import IngestConfig, IngestResult, ingest_inputs, plan_run, run_ingest, run_logging_dir
 from pipelines.lake import Lake, ingested_inputs
 
 
@@ -23,7 +24,10 @@ def resolve(paths: list[str]) -> list[InputItem]:
 
 @task(name="run the datatrove ingest pipeline", cache_policy=NO_CACHE)
 def ingest_items(items: list[InputItem], lake_root: str, config: IngestConfig) -> IngestResult:
-    return run_ingest(items, Lake.at(lake_root), config)
+    lake = Lake.at(lake_root)
+    run, tasks, _ = plan_run(items, config)  # inputs are hashed once per process: run_ingest's plan is free
+    with task_bar("ingest", [run_logging_dir(lake, run)], tasks):
+        return run_ingest(items, lake, config)
 
 
 @task(name="publish ingest report", cache_policy=NO_CACHE)

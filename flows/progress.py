@@ -1,14 +1,82 @@
-"""A progress bar for a datatrove run, drawn from the task markers datatrove writes as tasks finish."""
+"""Progress bars for a command: one per stage, with rate and time left, shown while a command runs.
+
+A CLI command opens `live_progress` around its flow; each flow opens a bar for its stage
+(`stage_bar` for work it counts itself, `task_bar` for a datatrove run, drawn from the task
+markers datatrove writes as tasks finish). Outside a command (a deployment, a test calling a flow)
+there is no live display and the bars cost nothing. Finished bars stay on screen: together they
+are the short account of what ran, and how long each stage took.
+"""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from fsspec.core import url_to_fs
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+_live: Progress | None = None
+
+
+class RateColumn(ProgressColumn):
+    """Units per second of one bar (rich has this only for bytes)."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        unit = task.fields.get("unit", "")
+        return Text("" if speed is None else f"{speed:,.1f} {unit}/s", style="progress.data.speed")
+
+
+@contextmanager
+def live_progress(console: Console) -> Iterator[None]:
+    """Show the bars the flows open while the body runs; what is printed to stderr meanwhile appears above them."""
+    global _live
+    columns = (
+        TextColumn("{task.description:<22}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[unit]}"),
+        RateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("left"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, redirect_stderr=True, redirect_stdout=False) as progress:
+        _live = progress
+        try:
+            yield
+        finally:
+            _live = None
+
+
+@contextmanager
+def stage_bar(label: str, total: float | None, unit: str) -> Iterator[Callable[..., None]]:
+    """A bar for one stage; the body reports `(done, total=None)` (absolute amounts) through the function it gets."""
+    progress = _live
+    if progress is None:
+        yield lambda done, total=None: None
+        return
+    bar = progress.add_task(label, total=total, unit=unit)
+
+    def update(done: float, total: float | None = None) -> None:
+        progress.update(bar, completed=done, **({"total": total} if total is not None else {}))
+
+    try:
+        yield update
+    finally:
+        progress.stop_task(bar)  # its clock stops: the bar now says how long the stage took
 
 
 def finished_tasks(logging_dirs: list[str]) -> int:
@@ -21,16 +89,18 @@ def finished_tasks(logging_dirs: list[str]) -> int:
 
 
 @contextmanager
-def task_progress(console: Console, label: str, logging_dirs: list[str], tasks: int) -> Iterator[None]:
-    """Show `label` with finished/total tasks of one or more datatrove stages while the body runs (polled twice a second)."""
-    stop = threading.Event()
-    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TextColumn("tasks"), TimeElapsedColumn())
-    with Progress(*columns, console=console) as bar:
-        job = bar.add_task(label, total=tasks, completed=finished_tasks(logging_dirs))
+def task_bar(label: str, logging_dirs: list[str], tasks: int) -> Iterator[None]:
+    """A stage bar counting the finished tasks of one or more datatrove stages (polled twice a second)."""
+    with stage_bar(label, tasks, "tasks") as update:
+        update(finished_tasks(logging_dirs))
+        if _live is None:
+            yield
+            return
+        stop = threading.Event()
 
         def poll() -> None:
             while not stop.wait(0.5):
-                bar.update(job, completed=finished_tasks(logging_dirs))
+                update(finished_tasks(logging_dirs))
 
         watcher = threading.Thread(target=poll, name="task-progress", daemon=True)
         watcher.start()
@@ -39,4 +109,4 @@ def task_progress(console: Console, label: str, logging_dirs: list[str], tasks: 
         finally:
             stop.set()
             watcher.join()
-            bar.update(job, completed=finished_tasks(logging_dirs))
+            update(finished_tasks(logging_dirs))

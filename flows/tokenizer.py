@@ -8,6 +8,7 @@ the premium table, a link to the self-contained HTML).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.progress import stage_bar
 from pipelines.lake import REPORTS, Lake
 from tokenizer_training.compare import assemble, gather_texts, load_all, measure
 from tokenizer_training.report import ReportFiles, markdown_report, write_report
@@ -25,20 +27,28 @@ TOKENIZER_REPORT = f"{REPORTS}/tokenizer"
 
 
 class _ProgressLog:
-    """Logs streamed bytes every 10% (the trainer itself has no progress hook)."""
+    """Shows the MB streamed to the trainer on the stage's bar, and logs them every 10%.
 
-    def __init__(self) -> None:
+    The trainer pulls its texts (and so calls this) from a thread of its own, where Prefect's run
+    context is not set: the run's logger is taken in the task, when this is made.
+    """
+
+    def __init__(self, bar: Callable[..., None]) -> None:
+        self.bar = bar
+        self.logger = get_run_logger()
         self.next = 0.1
 
     def __call__(self, done: int, total: int) -> None:
+        self.bar(done / 1e6, total / 1e6)
         if total and done / total >= self.next:
-            get_run_logger().info(f"streamed {done / 1e6:.2f} of {total / 1e6:.2f} MB to the BPE trainer")
+            self.logger.info(f"streamed {done / 1e6:.2f} of {total / 1e6:.2f} MB to the BPE trainer")
             self.next = int(done / total * 10 + 1) / 10
 
 
 @task(name="train the BPE tokenizer", cache_policy=NO_CACHE)
 def train(lake_root: str, config: TokenizerConfig, overwrite: bool) -> TrainResult:
-    return train_tokenizer(Lake.at(lake_root), config, overwrite, progress=_ProgressLog())
+    with stage_bar(f"tokenizer {config.name}", None, "MB") as bar:
+        return train_tokenizer(Lake.at(lake_root), config, overwrite, progress=_ProgressLog(bar))
 
 
 def sample_rows(result: TrainResult) -> list[dict]:
@@ -95,9 +105,11 @@ def build_report(tokenizers: list[str], lake_root: str, parallel: str | None, pr
     texts = gather_texts(loaded, lake, parallel, heldout_bytes)
     logger = get_run_logger()
     entries = {}
-    for tok in loaded:
-        entries[tok.name] = measure(tok, texts, price)
-        logger.info(f"{tok.name}: measured in {entries[tok.name]['encode_seconds']:.2f} s")
+    with stage_bar("tokenizer report", len(loaded), "tokenizers") as bar:
+        for tok in loaded:
+            entries[tok.name] = measure(tok, texts, price)
+            logger.info(f"{tok.name}: measured in {entries[tok.name]['encode_seconds']:.2f} s")
+            bar(len(entries))
     return assemble(entries, texts, price)
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from flows.console import LakeOption, err, fail, out, rich_table, settings, user_errors
+from flows.console import LakeOption, VerboseOption, err, fail, out, print_logs, rich_table, running, settings, user_errors
 
 tokenizer_app = typer.Typer(
     help="Train a BPE tokenizer on the lake; report per-language compression and cost.", no_args_is_help=True
@@ -46,6 +46,7 @@ def tokenizer_train(
     heldout_fraction: Annotated[float, typer.Option(help="documents per language held out for the report")] = 0.05,
     max_sample_mb: Annotated[Optional[float], typer.Option(help="sample size in MB (default: all training text)")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace a tokenizer of this name trained on other data")] = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Train a byte-level BPE tokenizer by streaming the lake's documents (temperature-sampled per language)."""
     from flows.tokenizer import train_tokenizer_flow
@@ -61,9 +62,10 @@ def tokenizer_train(
         heldout_fraction=heldout_fraction,
         max_sample_bytes=int(max_sample_mb * 1e6) if max_sample_mb else None,
     )
-    with user_errors():
+    with user_errors(), running(lake, "tokenizer-train", verbose) as logs:
         result = train_tokenizer_flow(config, lake, overwrite)
     print_training(result)
+    print_logs(logs)
 
 
 def print_report(result: Any) -> None:
@@ -93,6 +95,7 @@ def tokenizer_report(
     ] = None,
     price_per_1m_tokens: Annotated[float, typer.Option("--price-per-1m-tokens", help="USD per 1M tokens, for the cost")] = 1.0,
     heldout_mb: Annotated[float, typer.Option(help="lake held-out text per language, in MB")] = 1.0,
+    verbose: VerboseOption = False,
 ) -> None:
     """Per-language compression (bytes/token, fertility, premium vs English) and cost: JSON, Markdown, HTML, PNG."""
     from flows.tokenizer import tokenizer_report_flow
@@ -101,9 +104,10 @@ def tokenizer_report(
         fail("--price-per-1m-tokens must not be negative")
     if heldout_mb <= 0:
         fail("--heldout-mb must be positive")
-    with user_errors():
+    with user_errors(), running(lake, "tokenizer-report", verbose) as logs:
         result = tokenizer_report_flow(
             tokenizers, lake, str(parallel) if parallel else None, price_per_1m_tokens, str(out_dir) if out_dir else None,
             int(heldout_mb * 1e6),
         )
     print_report(result)
+    print_logs(logs)

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from pipelines.ingest.inputs import resolve_inputs
 from pipelines.ingest.run import IngestConfig, run_ingest
-from pipelines.lake import DOCUMENTS_CLEAN, DOCUMENTS_DEDUP, REJECTED, Lake, read_manifest
+from pipelines.lake import DOCUMENTS_CLEAN, REJECTED, Lake, read_manifest
 from pipelines.lake.catalog import query
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -263,27 +263,6 @@ def test_cli_folder_without_inputs_is_one_clear_line(tmp_path, prefect_harness):
     result = CliRunner().invoke(app, ["ingest", str(tmp_path / "empty"), "--lake", str(tmp_path / "lake")])
     assert result.exit_code == 1
     assert "nothing to ingest" in result.stderr and "Traceback" not in result.output
-
-
-@pytest.mark.skipif(not DEBIAN_REFERENCE.is_dir(), reason="needs Debian's documentation packages (make installs them)")
-def test_lmforge_run_builds_the_sample_ingests_dedups_trains_a_tokenizer_and_is_idempotent(tmp_path, prefect_harness):
-    args = ["run", "--lake", str(tmp_path / "lake"), "--sample", str(tmp_path / "s" / "docs.warc.gz"), "--pages-per-folder", "2"]
-    first = CliRunner().invoke(app, args)
-    assert first.exit_code == 0, first.output
-    assert len(list((tmp_path / "s").glob("docs-*.warc.gz"))) == 4
-    assert "documents in:" in first.stdout and "removed, by reason" in first.stdout and "duplicates removed" in first.stdout
-    lake = Lake.at(tmp_path / "lake")
-    counts = "SELECT (SELECT count(*) FROM documents_clean), (SELECT count(*) FROM documents)"
-    clean, deduped = query(lake, counts).rows[0]
-    assert clean >= deduped > 0
-    tokenizer = Path(lake.path("tokenizers", "sample-8k"))
-    assert (tokenizer / "tokenizer.json").is_file() and "tokenizer sample-8k" in " ".join(first.stdout.split())
-    assert Path(lake.path("reports", "tokenizer", "report.html")).is_file()
-    second = CliRunner().invoke(app, args)
-    assert second.exit_code == 0, second.output
-    assert query(lake, counts).rows[0] == (clean, deduped)
-    assert "already trained" in second.stdout
-    assert len(read_manifest(lake, DOCUMENTS_CLEAN).runs) == 1 and len(read_manifest(lake, DOCUMENTS_DEDUP).runs) == 1
 
 
 def test_documents_do_not_depend_on_how_inputs_are_split_into_tasks(tmp_path):

@@ -7,6 +7,7 @@ signature step reuse the same words instead of tokenising every text again.
 
 from __future__ import annotations
 
+import logging
 import re
 from functools import cache
 
@@ -312,9 +313,23 @@ def _rule_based(inner: SpaCyTokenizer) -> bool:
     return type(inner.tokenizer.tokenizer) is Tokenizer
 
 
+CHINESE_SCRIPTS = frozenset({"Hani", "Hans", "Hant"})  # datatrove splits them with jieba
+
+
+def _quiet_jieba() -> None:
+    """jieba logs its dictionary loading at DEBUG through a stderr handler it adds on import, in every process."""
+    try:
+        import jieba
+    except ImportError:
+        return
+    jieba.setLogLevel(logging.WARNING)
+
+
 @cache
 def shared_word_tokenizer(lang: str) -> WordTokenizer:
     """One per language and process: the filters and MinHash share its memo."""
+    if lang.rpartition("_")[2] in CHINESE_SCRIPTS:
+        _quiet_jieba()
     try:
         inner = load_word_tokenizer(lang)
         inner.word_tokenize("probe text")

@@ -14,6 +14,8 @@ resulting tab-only lines made a third of a page "duplicate lines" for Gopher's r
 
 from __future__ import annotations
 
+import signal
+
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.extractors.base import BaseExtractor, ExtractorSandbox
@@ -26,6 +28,20 @@ HTML = "text/html"
 def tidy_lines(text: str) -> str:
     """Drop trailing whitespace and blank lines; the filters count lines, and blank ones are noise."""
     return "\n".join(kept for line in text.splitlines() if (kept := line.rstrip()))
+
+
+class _Sandbox(ExtractorSandbox):
+    """datatrove's sandbox, whose process dies quietly when datatrove stops it.
+
+    The sandbox is forked from the task's process and inherits its Python signal handlers. Where
+    that process runs a Prefect flow (`lmforge ingest` with one worker, `lmforge run`), Prefect's
+    SIGTERM handler raises `TerminationSignal` in the sandbox when datatrove terminates it at the
+    end of the task, and multiprocessing prints its traceback after a successful run.
+    """
+
+    def _worker(self, conn, extract_fn) -> None:  # noqa: ANN001
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        super()._worker(conn, extract_fn)
 
 
 class SandboxedExtraction(PipelineStep):
@@ -56,7 +72,7 @@ class SandboxedExtraction(PipelineStep):
         return None
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        with ExtractorSandbox(timeout=self.extractor.timeout) as sandbox, self.exclusion_writer as excluded:
+        with _Sandbox(timeout=self.extractor.timeout) as sandbox, self.exclusion_writer as excluded:
             for doc in data:
                 if doc.metadata.get("content_type") != HTML:
                     yield doc

@@ -41,6 +41,7 @@ from datatrove.utils.stats import PipelineStats
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipelines.common.errors import UserError
+from pipelines.lake.task_logs import console_sink, process_sinks_kept
 
 ExecutorKind = Literal["local", "ray", "slurm"]
 RAY_MISSING = "the Ray executor needs Ray: pip install 'lmforge[ray]'"
@@ -106,6 +107,12 @@ class ExecutorConfig(BaseModel):
     sbatch_args: dict[str, str] = Field(default_factory=dict, description="extra #SBATCH options, e.g. account")
     slurm_logs_folder: str | None = Field(default=None, description="Slurm's own .out files; None: <logging_dir>/slurm_logs")
     max_array_size: int = Field(default=1001, description="the cluster's MaxArraySize; -1 for none")
+    # Local
+    console_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None = Field(
+        default=None,
+        description="local: task logs reach the console only from this level (their files in the lake get "
+        "everything); None: datatrove's default (INFO from every task)",
+    )
 
     def check_available(self) -> None:
         """Raise `ExecutorUnavailable` now, before any work, if this executor cannot run here."""
@@ -113,6 +120,22 @@ class ExecutorConfig(BaseModel):
             raise ExecutorUnavailable(RAY_MISSING)
         if self.kind == "slurm" and not self.partition:
             raise ExecutorUnavailable("the Slurm executor needs a partition: set `partition` (CLI: --slurm-partition)")
+
+
+class LocalExecutor(LocalPipelineExecutor):
+    """datatrove's local executor, whose tasks log to their files and to this process's own sinks
+    (`task_logs`), and whose pool processes show the console only `console_level` and above."""
+
+    def __init__(self, *args: Any, console_level: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.console_level = console_level
+        self.launcher = os.getpid()
+
+    def _run_for_rank(self, rank: int, local_rank: int = 0, node_rank: int = -1) -> PipelineStats:
+        if os.getpid() != self.launcher:  # a pool process starts with datatrove's sinks, not the command's
+            console_sink(self.console_level)
+        with process_sinks_kept():
+            return super()._run_for_rank(rank, local_rank, node_rank)
 
 
 def _import_ray():
@@ -201,7 +224,10 @@ def make_executor(
     config.check_available()
     limit = config.workers
     if config.kind == "local":
-        return LocalPipelineExecutor(pipeline, tasks=tasks, workers=min(limit or workers, tasks), logging_dir=logging_dir)
+        local = {"tasks": tasks, "workers": min(limit or workers, tasks), "logging_dir": logging_dir}
+        if config.console_log_level is None:
+            return LocalPipelineExecutor(pipeline, **local)
+        return LocalExecutor(pipeline, **local, console_level=config.console_log_level)
     if config.kind == "ray":
         from datatrove.executor.ray import RayPipelineExecutor
 
