@@ -29,8 +29,10 @@ LAKE ?= $(CURDIR)/lake
 run: install sample-packages
 	$(LMFORGE) run
 
+# The suite on up to 4 processes (pytest-xdist), without the tests marked slow (whole stages killed
+# and resumed, Ray clusters); `make test SLOW=1` runs those too, as CI does (.ci/run).
 test: install sample-packages
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --maxprocesses 4 $(if $(SLOW),,-m "not slow")
 
 install: $(STAMP)
 

@@ -8,7 +8,8 @@ in a child process of its own session, exactly as `lmforge` runs it (datatrove's
 `workers` processes). First an uninterrupted run gives the reference lake. Then, `--rounds` times,
 on a fresh copy of the stage's input lake: the stage is started and its whole process group
 SIGKILLed at a random moment of its reference duration (once, or twice in a row in a third of the
-rounds), then run again to the end. Counted per stage:
+rounds; drawn again on a fresh copy when the run ended before the kill, so every round is
+interrupted at least once), then run again to the end. Counted per stage:
 
 - **aborts**: final runs that did not exit 0 (a resumed dedup used to die with SIGABRT at exit:
   pyarrow threads reading a Python file, see `pipelines.lake.contract.read_shard`);
@@ -60,13 +61,14 @@ CHILD = textwrap.dedent(
         run_dedup(Lake.at(root), DedupConfig(workers=int(workers), max_tasks=8))
     """
 )
+MAX_DRAWS = 5  # kill times drawn per round until one lands before the run ends
 IGNORED_PARTS = ("/logs/",)  # datatrove's per-task logs: a killed attempt's are rewritten, not compared
 
 
 @dataclass
 class Round:
     kills: list[float]  # seconds after start of each killed attempt
-    finished_before_kill: int
+    finished_before_kill: int  # of those kills, how many came after the attempt had ended
     exit_code: int
     resume_seconds: float
     differences: list[str]
@@ -85,7 +87,7 @@ class StageReport:
             "stage": self.stage,
             "rounds": len(self.rounds),
             "kills": sum(len(r.kills) for r in self.rounds),
-            "finished_before_kill": sum(r.finished_before_kill for r in self.rounds),
+            "kills_landed_mid_run": sum(len(r.kills) - r.finished_before_kill for r in self.rounds),
             "aborts": sum(r.exit_code != 0 for r in self.rounds),
             "rounds_with_differences": sum(bool(r.differences) for r in self.rounds),
             "leftover_files": sum(len(r.leftovers) for r in self.rounds),
@@ -210,9 +212,14 @@ def stress_stage(
     report = StageReport(stage, seconds)
     for i in range(rounds):
         lake, log = work / f"{stage}-{i:02d}", work / f"{stage}-{i:02d}.log"
-        shutil.copytree(base, lake)
-        kills = [rng.uniform(0.05, 1.0) * seconds for _ in range(2 if rng.random() < 1 / 3 else 1)]
-        early = sum(not kill_after(stage, lake, workers, inputs, log, at) for at in kills)
+        for _ in range(MAX_DRAWS):  # a round counts once a kill has landed mid-run
+            shutil.rmtree(lake, ignore_errors=True)
+            shutil.copytree(base, lake)
+            kills = [rng.uniform(0.05, 0.9) * seconds for _ in range(2 if rng.random() < 1 / 3 else 1)]
+            landed = [kill_after(stage, lake, workers, inputs, log, at) for at in kills]
+            if any(landed):
+                break
+        early = landed.count(False)
         code, resumed = run_to_end(stage, lake, workers, inputs, log)
         differences, leftovers = compare(lake, reference, expected)
         outcome = Round([round(k, 2) for k in kills], early, code, resumed, differences, leftovers, str(log))

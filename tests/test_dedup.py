@@ -229,6 +229,7 @@ def dedup_contents(lake: Lake) -> tuple[list, list, list[str]]:
     return docs, gone, names
 
 
+@pytest.mark.slow
 def test_a_killed_dedup_resumes_to_exactly_the_uninterrupted_result(tmp_path):
     corpus = []
     for part in range(8):

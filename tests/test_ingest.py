@@ -187,6 +187,7 @@ def lake_contents(lake: Lake) -> tuple[list, list, list[str]]:
     return docs, rejected, names
 
 
+@pytest.mark.slow
 def test_a_killed_ingest_resumes_to_exactly_the_uninterrupted_result(tmp_path):
     inputs = []
     for i in range(8):
