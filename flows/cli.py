@@ -305,7 +305,8 @@ def run(
     summary = f"sample corpus: {pages} pages, {size / 1e6:.1f} MB in {len(sample)} WARCs ({names})"
     out.print(summary, highlight=False, soft_wrap=True)
     if not parallel:
-        out.print(f"no aligned text at {reference_data}/flores200-dev: the report measured the lake's held-out documents")
+        note = f"no aligned text at {reference_data}/flores200-dev: the report measured the lake's held-out documents"
+        out.print(note, soft_wrap=True)
     ingested, deduped = result.ingest, result.dedup
     out.print(
         f"documents in: {ingested.documents + ingested.rejected} · set aside by ingest: {ingested.rejected} · "

@@ -17,14 +17,13 @@ from fsspec.core import url_to_fs
 from rich.console import Console
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
     ProgressColumn,
     Task,
     TextColumn,
     TimeElapsedColumn,
-    TimeRemainingColumn,
 )
+from rich.table import Column
 from rich.text import Text
 
 _live: Progress | None = None
@@ -35,23 +34,44 @@ class RateColumn(ProgressColumn):
 
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
-        unit = task.fields.get("unit", "")
-        return Text("" if speed is None else f"{speed:,.1f} {unit}/s", style="progress.data.speed")
+        return Text("" if speed is None else f"{speed:,.1f}/s", style="progress.data.speed")
+
+
+class DoneColumn(ProgressColumn):
+    """done/total, with a decimal where the amounts are small fractions (a few MB)."""
+
+    def render(self, task: Task) -> Text:
+        total = task.total
+        small = total is not None and total < 100 and not float(total).is_integer()
+        shown = (lambda n: f"{n:.1f}") if small else (lambda n: f"{int(n):,}")
+        return Text(f"{shown(task.completed)}/{'?' if total is None else shown(total)}", style="progress.download")
+
+
+class LeftColumn(ProgressColumn):
+    """Time left while a bar runs (once known); nothing once it is done, when the elapsed time says it all."""
+
+    def render(self, task: Task) -> Text:
+        left = task.time_remaining
+        if task.finished or left is None:
+            return Text("")
+        return Text(f"{int(left) // 60}:{int(left) % 60:02d} left", style="progress.remaining")
 
 
 @contextmanager
 def live_progress(console: Console) -> Iterator[None]:
-    """Show the bars the flows open while the body runs; what is printed to stderr meanwhile appears above them."""
+    """Show the bars the flows open while the body runs; what is printed to stderr meanwhile appears above them.
+
+    Sized for an 80-column terminal: label, bar, done/total and unit, rate, elapsed, time left.
+    """
     global _live
     columns = (
-        TextColumn("{task.description:<22}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[unit]}"),
-        RateColumn(),
+        TextColumn("{task.description}", table_column=Column(no_wrap=True)),
+        BarColumn(bar_width=12),
+        DoneColumn(table_column=Column(no_wrap=True)),
+        TextColumn("{task.fields[unit]}", table_column=Column(no_wrap=True)),
+        RateColumn(table_column=Column(no_wrap=True)),
         TimeElapsedColumn(),
-        TextColumn("left"),
-        TimeRemainingColumn(),
+        LeftColumn(table_column=Column(no_wrap=True)),
     )
     with Progress(*columns, console=console, redirect_stderr=True, redirect_stdout=False) as progress:
         _live = progress

@@ -30,7 +30,7 @@ def print_training(result: Any) -> None:
     )
     for lang, why in m["skipped_languages"].items():
         err.print(f"skipped {lang}: {why}", highlight=False)
-    out.print(f"saved {result.path} (tokenizer.json, transformers files with a ChatML template, _manifest.json)")
+    out.print(f"saved {result.path} (tokenizer.json, transformers files with a ChatML template, _manifest.json)", soft_wrap=True)
 
 
 @tokenizer_app.command("train")
@@ -77,7 +77,7 @@ def print_report(result: Any) -> None:
         out.print(rich_table(title, list(rows[0]), [list(r.values()) for r in rows]))
     for line in headline(result.report):
         out.print(line, highlight=False, soft_wrap=True)
-    out.print(f"report: {result.files.html} (also report.md, report.json and PNG charts in {result.files.out})")
+    out.print(f"report: {result.files.html} (also report.md, report.json and PNG charts in {result.files.out})", soft_wrap=True)
 
 
 @tokenizer_app.command("report")
