@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from loguru import logger
 
 from pipelines.lake import Lake
-from pipelines.lake.task_logs import TASK_FORMAT
+from pipelines.lake.task_logs import TASK_FORMAT, console_sink
 
 LOGS = "_logs"
 
@@ -60,9 +60,8 @@ def command_logs(lake_root: str | None, command: str, verbose: bool) -> Iterator
     prefect_logger.addHandler(file_handler)
     for handler in consoles:
         handler.setLevel(level)
-    logger.remove()
+    console_sink(level)
     logger.add(path, level="INFO", format=TASK_FORMAT, colorize=False)
-    logger.add(lambda message: sys.stderr.write(message), level=level, format=TASK_FORMAT, colorize=False)
     try:
         yield path
     finally:

@@ -179,3 +179,13 @@ PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256))
 
 
 JAPANESE = "日本語のページです。これは文字コードのテストです。東京都の天気は晴れです。" * 3
+
+XHTML = (
+    '<?xml version="1.0" encoding="UTF-8"?>\n'
+    '<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN" "http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd">\n'
+    '<html xmlns="http://www.w3.org/1999/xhtml" xml:lang="en" lang="en">\n'
+    "<head><title>XHTML page</title></head>\n<body><p>Strict XHTML content &amp; more.</p></body>\n</html>\n"
+)
+RUSSIAN_PAGE = page(
+    "Русская страница для проверки", '<meta http-equiv="Content-Type" content="text/html; charset=windows-1251">'
+)

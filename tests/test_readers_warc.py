@@ -1,9 +1,9 @@
-"""Specification tests for reading WARC/WET/ARC files: good records, damaged files, payloads and charsets.
+"""Specification tests for reading WARC/WET files: good records, damaged files, payloads and charsets.
 
 Every test builds its own files in tmp_path and runs the real reader. Bad records
 must come out as reject documents (never dropped, never raising) while the good
-records in the same file survive; every response, resource and conversion record
-ends as a document or a reject, and records without content are counted by type.
+records in the same file survive. Record types are in test_readers_warc_types.py,
+ARC files in test_readers_arc.py.
 """
 
 from __future__ import annotations
@@ -17,12 +17,10 @@ import pytest
 from reader_helpers import (
     JAPANESE,
     PNG,
-    arc_filedesc,
-    arc_pages,
-    arc_record,
+    RUSSIAN_PAGE,
+    XHTML,
     good,
     gz_member,
-    http_response,
     other,
     page,
     pages,
@@ -34,7 +32,6 @@ from reader_helpers import (
     url,
     warcinfo,
     with_content_length,
-    without_header,
     write_warc,
 )
 
@@ -242,14 +239,6 @@ def test_non_http_response_records_are_rejected(tmp_path: Path) -> None:
     assert all(d.text == "" for d in docs if "reject_reason" in d.metadata)
 
 
-XHTML = (
-    '<?xml version="1.0" encoding="UTF-8"?>\n'
-    '<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN" "http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd">\n'
-    '<html xmlns="http://www.w3.org/1999/xhtml" xml:lang="en" lang="en">\n'
-    "<head><title>XHTML page</title></head>\n<body><p>Strict XHTML content &amp; more.</p></body>\n</html>\n"
-)
-
-
 @pytest.mark.parametrize(
     "payload_type, content_type",
     [
@@ -288,9 +277,6 @@ def test_non_html_responses_are_rejected_not_html(
 
 
 CHINESE = "这是一个中文网页，用于测试编码检测。" * 3
-RUSSIAN_PAGE = page(
-    "Русская страница для проверки", '<meta http-equiv="Content-Type" content="text/html; charset=windows-1251">'
-)
 POLISH_PAGE = page("Strona po polsku: zażółć gęślą jaźń", '<meta charset="iso-8859-2">')
 SJIS_XHTML = XHTML.replace("UTF-8", "Shift_JIS").replace("content", JAPANESE)
 LATIN1 = "text/html; charset=iso-8859-1"
@@ -392,260 +378,3 @@ def test_deeply_nested_html_passes_through_unchanged(tmp_path: Path) -> None:
     write_warc(path, [response("deep", html.encode())], gz=False)
     [doc], _ = read_all(path)
     assert doc.text == html
-
-
-# --------------------------------------------------------------------------- WARC: resource and conversion records
-
-PDF = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj"
-
-
-def test_a_resource_record_holding_html_becomes_a_document(tmp_path: Path) -> None:
-    html = page("Saved by wget, Browsertrix or pywb")
-    path = tmp_path / "pages.warc.gz"
-    write_warc(path, [warcinfo(), other("r", "resource", html.encode(), content_type="text/html; charset=utf-8")], gz=True)
-    docs, reader = read_all(path)
-    assert [(d.id, d.text) for d in docs] == [(rid("r"), html)]
-    assert docs[0].metadata == {
-        "source": str(path),
-        "url": url("r"),
-        "date": "2024-01-02T03:04:05Z",
-        "content_type": "text/html",
-        "charset": "utf-8",
-    }
-    assert stat(reader, "documents") == 1 and stat(reader, "skipped_resource") == 0
-
-
-@pytest.mark.parametrize("rec_type", ["resource", "conversion"])
-@pytest.mark.parametrize(
-    "body, content_type",
-    [
-        pytest.param(XHTML.encode(), "application/xhtml+xml", id="xhtml"),
-        pytest.param(RUSSIAN_PAGE.encode("cp1251"), "text/html", id="meta_http_equiv"),
-        pytest.param(page("Café crème").encode("latin-1"), "text/html; charset=iso-8859-1", id="declared_charset"),
-        pytest.param(page(JAPANESE).encode("shift_jis"), "text/html", id="shift_jis_undeclared"),
-        pytest.param(page("hello\x00 world").encode(), "text/html", id="nul_bytes"),
-    ],
-)
-def test_html_in_resource_and_conversion_records_is_read_exactly_like_a_response(
-    tmp_path: Path, rec_type: str, body: bytes, content_type: str
-) -> None:
-    path = tmp_path / "same.warc"
-    write_warc(path, [response("resp", body, content_type), other("rec", rec_type, body, content_type=content_type)], gz=False)
-    [from_response, from_record], _ = read_all(path)
-    assert "reject_reason" not in from_record.metadata and from_record.id == rid("rec")
-    assert from_record.text == from_response.text
-    assert {**from_record.metadata, "url": None} == {**from_response.metadata, "url": None}
-    assert from_record.metadata["content_type"] == "text/html" and from_record.metadata["url"] == url("rec")
-
-
-@pytest.mark.parametrize("rec_type", ["resource", "conversion"])
-@pytest.mark.parametrize(
-    "body, content_type, reason",
-    [
-        pytest.param(PNG, "image/png", "not_html", id="image"),
-        pytest.param(PDF, "application/pdf", "not_html", id="pdf"),
-        pytest.param(b'{"url": "http://example.com/", "title": "t"}', "application/json", "not_html", id="pageinfo_json"),
-        pytest.param(PNG, "text/html", "binary_body", id="png_labelled_html"),
-        pytest.param(b"", "image/png", "not_html", id="empty_image"),
-        pytest.param(b"  \r\n", "text/html", "empty_body", id="blank_html"),
-    ],
-)
-def test_resource_and_conversion_payloads_that_are_not_pages_are_rejected_like_responses(
-    tmp_path: Path, rec_type: str, body: bytes, content_type: str, reason: str
-) -> None:
-    path = tmp_path / "media.warc.gz"
-    records = [
-        response("resp", body, content_type),
-        other("rec", rec_type, body, content_type=content_type),
-        other("ok", rec_type, page("kept").encode(), content_type="text/html"),
-    ]
-    write_warc(path, records, gz=True)
-    docs, reader = read_all(path)
-    assert rejects(docs) == [(rid("resp"), reason), (rid("rec"), reason)]
-    assert docs[1].text == "" and docs[1].metadata["url"] == url("rec")
-    assert docs[1].metadata["reject_detail"] == docs[0].metadata["reject_detail"]
-    assert [d.id for d in good(docs)] == [rid("ok")]
-    assert stat(reader, f"rejected_{reason}") == 2
-
-
-def test_a_plain_text_resource_is_rejected_not_html_like_a_plain_text_response(tmp_path: Path) -> None:
-    log = b"--2024-01-02 03:04:05--  http://example.com/\nResolving example.com... 93.184.216.34\n"
-    path = tmp_path / "wget.warc"
-    write_warc(path, [other("log", "resource", log, target="metadata://gnu.org/software/wget/warc/wget.log",
-                            content_type="text/plain")], gz=False)
-    docs, _ = read_all(path)
-    assert rejects(docs) == [(rid("log"), "not_html")]
-    assert docs[0].metadata["url"] == "metadata://gnu.org/software/wget/warc/wget.log"
-    assert "does not look like HTML" in docs[0].metadata["reject_detail"]
-
-
-def test_a_conversion_holding_html_becomes_an_html_document(tmp_path: Path) -> None:
-    html = page("Converted to HTML")
-    path = tmp_path / "converted.warc"
-    write_warc(path, [other("c", "conversion", html.encode(), content_type="text/html")], gz=False)
-    [doc], _ = read_all(path)
-    assert (doc.id, doc.text, doc.metadata["content_type"]) == (rid("c"), html, "text/html")
-    assert "reject_reason" not in doc.metadata
-
-
-@pytest.mark.parametrize("labelled", [True, False], ids=["text_plain", "unlabelled"])
-def test_plain_text_conversions_are_documents_even_when_they_mention_tags(tmp_path: Path, labelled: bool) -> None:
-    text = "How to write a page: open with <html>, put the title in <head> and the text in <body><p>."
-    record = other("c", "conversion", text.encode("latin-1"), content_type="text/plain; charset=iso-8859-1")
-    if not labelled:
-        record = without_header(record, "Content-Type")
-    path = tmp_path / "text.warc.wet.gz"
-    write_warc(path, [record], gz=True)
-    [doc], _ = read_all(path)
-    assert (doc.id, doc.text, doc.metadata["content_type"]) == (rid("c"), text, "text/plain")
-    assert doc.metadata["url"] == url("c") and doc.metadata["date"] == "2024-01-02T03:04:05Z"
-
-
-def test_every_content_record_ends_as_a_document_or_a_rejection(tmp_path: Path) -> None:
-    content = [
-        response("page", page("a page").encode()),
-        response("photo", PNG, "image/png"),
-        other("saved", "resource", page("saved page").encode(), content_type="text/html"),
-        other("icon", "resource", PNG, content_type="image/png"),
-        other("wet", "conversion", b"Extracted text of a page.", content_type="text/plain"),
-        other("pdf", "conversion", PDF, content_type="application/pdf"),
-    ]
-    path = tmp_path / "mixed.warc.gz"
-    write_warc(path, [warcinfo(), *content, other("req", "request", b"GET / HTTP/1.1\r\n\r\n")], gz=True)
-    docs, reader = read_all(path)
-    assert [(d.id, d.metadata.get("reject_reason")) for d in docs] == [
-        (rid("page"), None),
-        (rid("photo"), "not_html"),
-        (rid("saved"), None),
-        (rid("icon"), "not_html"),
-        (rid("wet"), None),
-        (rid("pdf"), "not_html"),
-    ]
-    assert stat(reader, "documents") + stat(reader, "rejected") == len(content)
-    assert stat(reader, "skipped_warcinfo") == stat(reader, "skipped_request") == 1
-
-
-# --------------------------------------------------------------------------- WARC: records that hold no document
-
-
-def test_records_without_content_are_counted_by_type_in_the_step_stats(tmp_path: Path) -> None:
-    records = [
-        warcinfo(),
-        other("req", "request", b"GET /a HTTP/1.1\r\nHost: example.com\r\n\r\n"),
-        other("meta", "metadata", b"fetchTimeMs: 12\r\n", content_type="application/warc-fields"),
-        other("rev1", "revisit", b""),
-        other("rev2", "revisit", b""),
-        other("cont", "continuation", b"rest of a segmented record"),
-        other("odd", "x-custom", b"a type the standard does not define"),
-        without_header(other("untyped", "metadata", b"no WARC-Type header"), "WARC-Type"),
-        response("ok", page("the only document").encode()),
-    ]
-    path = tmp_path / "kinds.warc.gz"
-    write_warc(path, records, gz=True)
-    docs, reader = read_all(path)
-    assert [d.id for d in docs] == [rid("ok")]
-    expected = {"warcinfo": 1, "request": 1, "metadata": 1, "revisit": 2, "continuation": 1, "other_type": 1, "untyped": 1}
-    assert {name: stat(reader, f"skipped_{name}") for name in expected} == expected
-    assert sorted(name for name in reader.stats.stats if name.startswith("skipped_")) == sorted(
-        f"skipped_{name}" for name in expected
-    )
-
-
-# --------------------------------------------------------------------------- ARC files
-
-
-@pytest.mark.parametrize("gz", [False, True], ids=["arc", "arc_gz"])
-def test_an_arc_file_is_read_like_a_warc_with_one_document_or_rejection_per_capture(tmp_path: Path, gz: bool) -> None:
-    records = [
-        arc_filedesc(),
-        arc_record(url("a"), http_response(page("Captured in 1996").encode())),
-        arc_record(url("logo.gif"), http_response(b"GIF89a\x01\x00\x01\x00", "image/gif"), "image/gif"),
-        arc_record("dns:example.com", b"19961104142103\nexample.com. 300 IN A 93.184.216.34\n", "text/dns"),
-        arc_record(url("no-type"), http_response(page("No type anywhere").encode(), None), "no-type"),
-    ]
-    path = tmp_path / ("old.arc.gz" if gz else "old.arc")
-    offsets = write_warc(path, records, gz=gz)
-    docs, reader = read_all(path)
-    assert [(d.id, d.metadata.get("reject_reason")) for d in docs] == [
-        (f"file:{path}@{offsets[1]}", None),
-        (f"file:{path}@{offsets[2]}", "not_html"),
-        (f"file:{path}@{offsets[3]}", "not_http"),
-        (f"file:{path}@{offsets[4]}", None),
-    ]
-    assert docs[0].text == page("Captured in 1996") and docs[3].text == page("No type anywhere")
-    assert docs[0].metadata == {
-        "source": str(path),
-        "url": url("a"),
-        "date": "1996-11-04T14:21:03Z",
-        "content_type": "text/html",
-        "charset": "utf-8",
-    }
-    assert stat(reader, "skipped_warcinfo") == 1 and stat(reader, "input_files_warc") == 1
-    assert stat(reader, "documents_warc") == 2 and stat(reader, "rejected") == 2
-
-
-def test_a_truncated_arc_gz_keeps_the_records_before_the_cut(tmp_path: Path) -> None:
-    path = tmp_path / "cut.arc.gz"
-    offsets = write_warc(path, arc_pages(4), gz=True)
-    data = path.read_bytes()
-    path.write_bytes(data[: (offsets[3] + offsets[4]) // 2])
-    docs, reader = read_all(path)
-    assert [d.metadata["url"] for d in good(docs)] == [url("p0"), url("p1")]
-    assert rejects(docs) == [(f"file:{path}@{offsets[3]}", "truncated_file")]
-    assert stat(reader, "rejected_truncated_file") == 1
-
-
-def test_a_corrupt_gzip_member_in_an_arc_gz_is_skipped_to_the_next_record(tmp_path: Path) -> None:
-    path = tmp_path / "corrupt.arc.gz"
-    offsets = write_warc(path, arc_pages(4), gz=True)
-    data = bytearray(path.read_bytes())
-    middle = (offsets[2] + offsets[3]) // 2
-    data[middle : middle + 40] = random.Random(7).randbytes(40)
-    path.write_bytes(bytes(data))
-    docs, _ = read_all(path)
-    assert [d.metadata["url"] for d in good(docs)] == [url("p0"), url("p2"), url("p3")]
-    assert rejects(docs) == [(f"file:{path}@{offsets[2]}", "corrupt_gzip")]
-    assert f"skipped {offsets[3] - offsets[2]} bytes to byte {offsets[3]}" in docs[1].metadata["reject_detail"]
-
-
-@pytest.mark.parametrize("gz", [False, True], ids=["plain", "gzip"])
-@pytest.mark.parametrize("delta", [-40, +40, +5000], ids=["too_short", "too_long", "far_too_long"])
-def test_wrong_archive_length_in_an_arc_is_rejected_and_neighbours_survive(tmp_path: Path, gz: bool, delta: int) -> None:
-    records = arc_pages(3)
-    line, sep, rest = records[2].partition(b"\n")
-    head, _, length = line.rpartition(b" ")
-    records[2] = head + b" %d" % (int(length) + delta) + sep + rest
-    path = tmp_path / ("length.arc.gz" if gz else "length.arc")
-    offsets = write_warc(path, records, gz=gz)
-    docs, _ = read_all(path)
-    assert [d.metadata["url"] for d in good(docs)] == [url("p0"), url("p2")]
-    assert rejects(docs) == [(f"file:{path}@{offsets[2]}", "bad_content_length")]
-    assert "old page 1" in docs[1].text and docs[1].text.rstrip().endswith("</html>")
-
-
-def test_garbage_between_plain_arc_records_is_skipped_with_its_offset(tmp_path: Path) -> None:
-    records = arc_pages(2)
-    junk = b"this is not an arc record\n\x00\x01\x02 garbage\n"
-    path = tmp_path / "junk.arc"
-    path.write_bytes(records[0] + records[1] + junk + records[2])
-    docs, _ = read_all(path)
-    assert [d.metadata["url"] for d in good(docs)] == [url("p0"), url("p1")]
-    at = len(records[0]) + len(records[1])
-    assert rejects(docs) == [(f"file:{path}@{at}", "invalid_warc_record")]
-    detail = f"{len(junk)} bytes at byte {at} are not part of any ARC record; skipped to the next one"
-    assert docs[1].metadata["reject_detail"] == detail
-
-
-def test_a_file_named_arc_that_holds_no_arc_record_is_one_unusable_document(tmp_path: Path) -> None:
-    path = tmp_path / "notes.arc"
-    path.write_bytes(b"just some notes\nthat are not an ARC file\n" * 10)
-    docs, _ = read_all(path)
-    assert rejects(docs) == [(f"file:{path}", "not_warc")] and docs[0].metadata["unusable_file"] is True
-    assert docs[0].metadata["reject_detail"].startswith("no ARC record found")
-
-
-def test_a_plain_arc_misnamed_gz_is_read_as_plain(tmp_path: Path) -> None:
-    path = tmp_path / "plain.arc.gz"
-    write_warc(path, arc_pages(2), gz=False)
-    docs, reader = read_all(path)
-    assert [d.metadata["url"] for d in good(docs)] == [url("p0"), url("p1")] and stat(reader, "misnamed_gzip") == 1

@@ -7,6 +7,11 @@ from __future__ import annotations
 UNSPACED_SCRIPTS = frozenset({"Hani", "Hans", "Hant", "Hira", "Kana", "Jpan", "Thai", "Khmr", "Mymr", "Laoo", "Tibt"})
 
 
+def script_of(lang: str) -> str:
+    """The ISO 15924 script of a FLORES-style code: `Thai` for `tha_Thai`."""
+    return lang.rpartition("_")[2]
+
+
 def is_spaced(lang: str) -> bool:
     """Whether a FLORES-style code (`tha_Thai`, `cmn_Hani`) names a language written with spaces between words."""
-    return lang.rpartition("_")[2] not in UNSPACED_SCRIPTS
+    return script_of(lang) not in UNSPACED_SCRIPTS

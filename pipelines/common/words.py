@@ -22,6 +22,8 @@ from datatrove.utils.word_tokenizers import (
 )
 from loguru import logger
 
+from pipelines.common.scripts import script_of
+
 # Outside a memory zone spaCy keeps every word it has seen (that is what makes it fast: a word is
 # looked up, not rebuilt, the next time); past this many we start from a fresh vocabulary.
 VOCAB_LIMIT = 200_000
@@ -328,7 +330,7 @@ def _quiet_jieba() -> None:
 @cache
 def shared_word_tokenizer(lang: str) -> WordTokenizer:
     """One per language and process: the filters and MinHash share its memo."""
-    if lang.rpartition("_")[2] in CHINESE_SCRIPTS:
+    if script_of(lang) in CHINESE_SCRIPTS:
         _quiet_jieba()
     try:
         inner = load_word_tokenizer(lang)

@@ -58,7 +58,8 @@ def process_sinks_kept() -> Iterator[None]:
 
 
 def console_sink(level: str) -> None:
-    """Make loguru's only sink the console at `level` and above (a pool process: its sinks are datatrove's default).
+    """Make loguru's only sink the console at `level` and above (a command's console; in a pool process,
+    instead of datatrove's default sinks).
 
     The sink looks `sys.stderr` up at each message, so a rich progress display that redirects it
     prints the message above its bars.
