@@ -3,11 +3,13 @@
 
 SHELL := /bin/bash
 VENV ?= .venv
+# The generation server's own venv (vLLM's CPU build here; VLLM_PACKAGE=vllm for CUDA), reached over HTTP only.
+VLLM_VENV ?= .venv-vllm
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 LMFORGE := $(VENV)/bin/lmforge
 # Re-install only when what the install depends on changes.
-INSTALL_HASH := $(shell cat pyproject.toml constraints.txt scripts/install_lid_model.sh 2>/dev/null | sha256sum | cut -c1-16)
+INSTALL_HASH := $(shell cat pyproject.toml constraints.txt scripts/install_lid_model.sh scripts/install_vllm.sh 2>/dev/null | sha256sum | cut -c1-16)
 STAMP := $(VENV)/.installed-$(INSTALL_HASH)
 DEBIAN_DOCS := debian-reference-en debian-reference-fr debian-reference-de debian-reference-it \
 	debian-reference-ja debian-reference-es debian-reference-pt debian-reference-zh-cn \
@@ -30,9 +32,10 @@ run: install sample-packages
 	$(LMFORGE) run
 
 # The suite on up to 4 processes (pytest-xdist), without the tests marked slow (whole stages killed
-# and resumed, Ray clusters); `make test SLOW=1` runs those too, as CI does (.ci/run).
+# and resumed, Ray clusters); `make test SLOW=1` runs those too, as CI does (.ci/run). The tests that
+# generate share one vLLM server: they form the xdist group `vllm`, which runs in one process.
 test: install sample-packages
-	$(PY) -m pytest -q -n auto --maxprocesses 4 $(if $(SLOW),,-m "not slow")
+	$(PY) -m pytest -q -n auto --maxprocesses 4 --dist loadgroup $(if $(SLOW),,-m "not slow")
 
 install: $(STAMP)
 
@@ -41,6 +44,7 @@ $(STAMP):
 	$(PIP) install -q -U pip
 	$(PIP) install -q -c constraints.txt -e '.[dev,ray]'
 	bash scripts/install_lid_model.sh $(VENV)
+	bash scripts/install_vllm.sh $(VLLM_VENV)
 	@rm -f $(VENV)/.installed-* && touch $@
 
 # The sample corpus is real multilingual HTML from Debian's documentation packages.

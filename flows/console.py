@@ -76,11 +76,11 @@ def rich_table(title: str, columns: list[str], rows: list[tuple | list]) -> Tabl
     return table
 
 
-def settings(model: Any, **values: Any) -> Any:
+def settings(schema: Any, /, **values: Any) -> Any:
     """A typed config from CLI values; a value out of range is one line, not a traceback."""
     from pydantic import ValidationError
 
     try:
-        return model(**values)
+        return schema(**values)
     except ValidationError as e:
         fail("; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()))

@@ -1,8 +1,9 @@
 """The whole path on the embedded default, as one Prefect flow: `lmforge run`.
 
 Today: ingest the sample corpus, deduplicate the lake, train a small BPE tokenizer on it and
-report its per-language compression beside the reference tokenizers given. Later stages
-(synthetic data, training) join here.
+report its per-language compression beside the reference tokenizers given, then generate a small
+amount of each kind of synthetic data with the embedded vLLM server (WRAP, Self-Instruct,
+preference pairs) and the 1:1 pretraining mix. Later stages (training) join here.
 """
 
 from __future__ import annotations
@@ -15,12 +16,23 @@ from prefect.artifacts import create_markdown_artifact
 from flows.dedup import dedup_flow
 from flows.ingest import ingest_flow
 from flows.summaries import run_markdown
+from flows.synthetic import SynthesisResult, synthesize_flow
 from flows.tokenizer import ReportResult, tokenizer_report_flow, train_tokenizer_flow
 from pipelines.dedup.run import DedupConfig, DedupResult
 from pipelines.ingest.run import IngestConfig, IngestResult
+from pipelines.synthetic.generation import Sampling
+from pipelines.synthetic.mix_run import MixConfig
+from pipelines.synthetic.preferences_run import PreferencesConfig
+from pipelines.synthetic.self_instruct_run import SelfInstructConfig
+from pipelines.synthetic.serving import ServerConfig
+from pipelines.synthetic.wrap_run import WrapConfig
 from tokenizer_training.train import TokenizerConfig, TrainResult
 
 SAMPLE_TOKENIZER = TokenizerConfig(name="sample-8k", vocab_size=8192)
+# A small amount of each kind, sized so that the whole default run stays under ~15 minutes on 2 cores.
+SAMPLE_WRAP = WrapConfig(max_documents=3, max_chunks_per_document=1, sampling=Sampling(max_tokens=384))
+SAMPLE_SELF_INSTRUCT = SelfInstructConfig(target=8, batch=8, max_rounds=3)
+SAMPLE_PREFERENCES = PreferencesConfig(max_prompts=6, margin=1)
 
 
 @dataclass
@@ -29,6 +41,7 @@ class EndToEndResult:
     dedup: DedupResult
     tokenizer: TrainResult
     report: ReportResult
+    synthetic: SynthesisResult | None
 
 
 @flow(name="end-to-end", log_prints=True)
@@ -40,16 +53,22 @@ def end_to_end(
     tokenizer: TokenizerConfig = SAMPLE_TOKENIZER,
     references: list[str] | None = None,
     parallel: str | None = None,
+    synthetic: bool = True,
+    server: ServerConfig | None = None,
 ) -> EndToEndResult:
     """Ingest the sample corpus (WARC paths), deduplicate it, train a tokenizer on it and report on it.
 
     The tokenizer is the run's own: retrained (replaced) when the lake changed. `references`
     (tokenizer files) are measured beside it; `parallel` (aligned <lang>.txt files) gives the
-    premium against English, else the lake's held-out documents are the text measured.
+    premium against English, else the lake's held-out documents are the text measured. `synthetic`
+    adds the synthetic stage on `server` (default: vLLM from `.venv-vllm` with SmolLM2-135M).
     """
     ingested = ingest_flow(sample, lake, config)
     deduped = dedup_flow(lake, dedup)
     trained = train_tokenizer_flow(tokenizer, lake, overwrite=True)
     report = tokenizer_report_flow([trained.path, *(references or [])], lake, parallel)
+    synthesized = None
+    if synthetic:
+        synthesized = synthesize_flow(lake, server, None, SAMPLE_WRAP, SAMPLE_SELF_INSTRUCT, SAMPLE_PREFERENCES, MixConfig())
     create_markdown_artifact(key="end-to-end-summary", markdown=run_markdown(ingested, deduped))
-    return EndToEndResult(ingested, deduped, trained, report)
+    return EndToEndResult(ingested, deduped, trained, report, synthesized)

@@ -38,6 +38,24 @@ def log_path(lake: Lake, command: str) -> str:
     return os.path.join(folder, f"{stamp}-{command}.log")
 
 
+class UserErrorsOffConsole(logging.Filter):
+    """Keep Prefect's account of a run that failed on a `UserError` (the traceback, then "Finished in
+    state Failed") off the console: the command prints that error as one line, and the log file keeps
+    the whole account."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed_on_user_error = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from pipelines.common.errors import UserError
+
+        if record.exc_info and isinstance(record.exc_info[1], UserError):
+            self.failed_on_user_error = True
+            return False
+        return not (self.failed_on_user_error and record.levelno >= logging.ERROR and "Finished in state" in record.getMessage())
+
+
 @contextmanager
 def command_logs(lake_root: str | None, command: str, verbose: bool) -> Iterator[str]:
     """Send this process's logs to the command's file (INFO up) and the console (WARNING up, or INFO with `verbose`).
@@ -58,8 +76,10 @@ def command_logs(lake_root: str | None, command: str, verbose: bool) -> Iterator
     consoles = [h for h in logging.getLogger().handlers if isinstance(h, PrefectConsoleHandler)]
     console_levels = [h.level for h in consoles]
     prefect_logger.addHandler(file_handler)
+    user_errors = UserErrorsOffConsole()
     for handler in consoles:
         handler.setLevel(level)
+        handler.addFilter(user_errors)
     console_sink(level)
     logger.add(path, level="INFO", format=TASK_FORMAT, colorize=False)
     try:
@@ -69,5 +89,6 @@ def command_logs(lake_root: str | None, command: str, verbose: bool) -> Iterator
         logger.add(sys.stderr)  # loguru's default
         for handler, previous in zip(consoles, console_levels):
             handler.setLevel(previous)
+            handler.removeFilter(user_errors)
         prefect_logger.removeHandler(file_handler)
         file_handler.close()

@@ -44,3 +44,32 @@ def prefect_harness():
     setup_logging()
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+@pytest.fixture(scope="session")
+def generation_model() -> str:
+    """The default generation model, converted once per machine into a cache lake (24 s the first time)."""
+    from pathlib import Path
+
+    from pipelines.lake import Lake
+    from pipelines.synthetic.models import DEFAULT_MODEL, resolve_model
+    from pipelines.synthetic.serving import ServerConfig, ServerError, server_python
+
+    try:
+        python = server_python(ServerConfig())
+    except ServerError as e:
+        pytest.fail(f"the generation server's venv is missing ({e}); `make test` installs it")
+    return resolve_model(Lake.at(Path.home() / ".cache" / "lmforge" / "test-lake"), DEFAULT_MODEL, python)
+
+
+@pytest.fixture(scope="session")
+def generation_server(generation_model, tmp_path_factory):
+    """One real vLLM server (the CPU build, SmolLM2-135M) for the tests that generate, started once per
+    session: those tests share the `vllm` xdist group, so they run in one worker and reuse it."""
+    from pipelines.synthetic.serving import ServerConfig, served
+
+    config = ServerConfig(model=generation_model, max_model_len=2048)
+    log = tmp_path_factory.mktemp("generation-server") / "server.log"
+    with served(config, str(log)) as endpoint:
+        endpoint.ensure_up()
+        yield endpoint

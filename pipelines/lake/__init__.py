@@ -49,6 +49,17 @@ from pipelines.lake.contract import (
     utc_now,
     write_table,
 )
+from pipelines.lake.synthetic_schemas import (
+    MIX_SCHEMA,
+    PREFERENCES_SCHEMA,
+    SELF_INSTRUCT_SCHEMA,
+    SYNTHETIC_MIX,
+    SYNTHETIC_PREFERENCES,
+    SYNTHETIC_REJECTED,
+    SYNTHETIC_SELF_INSTRUCT,
+    SYNTHETIC_WRAP,
+    WRAP_SCHEMA,
+)
 
 __all__ = [
     "DEFAULT_LAKE",
@@ -91,4 +102,13 @@ __all__ = [
     "shard_run",
     "utc_now",
     "write_table",
+    "MIX_SCHEMA",
+    "PREFERENCES_SCHEMA",
+    "SELF_INSTRUCT_SCHEMA",
+    "SYNTHETIC_MIX",
+    "SYNTHETIC_PREFERENCES",
+    "SYNTHETIC_REJECTED",
+    "SYNTHETIC_SELF_INSTRUCT",
+    "SYNTHETIC_WRAP",
+    "WRAP_SCHEMA",
 ]

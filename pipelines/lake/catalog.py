@@ -22,7 +22,22 @@ import duckdb
 import pyarrow as pa
 from fsspec.implementations.local import LocalFileSystem
 
-from pipelines.lake import DOCUMENTS_CLEAN, DOCUMENTS_DEDUP, MANIFEST, REJECTED, SCHEMAS, Lake, listed_shards, publish
+from pipelines.lake import (
+    DOCUMENTS_CLEAN,
+    DOCUMENTS_DEDUP,
+    MANIFEST,
+    REJECTED,
+    SCHEMAS,
+    SYNTHETIC_MIX,
+    SYNTHETIC_PREFERENCES,
+    SYNTHETIC_REJECTED,
+    SYNTHETIC_SELF_INSTRUCT,
+    SYNTHETIC_WRAP,
+    Lake,
+    listed_shards,
+    publish,
+)
+from pipelines.lake.synthetic_schemas import MESSAGES
 
 CATALOG_FILE = "_catalog.duckdb"
 
@@ -31,6 +46,11 @@ VIEWS: dict[str, str] = {
     "documents_clean": DOCUMENTS_CLEAN,
     "documents": DOCUMENTS_DEDUP,
     "rejected": REJECTED,
+    "wrap": SYNTHETIC_WRAP,
+    "self_instruct": SYNTHETIC_SELF_INSTRUCT,
+    "preferences": SYNTHETIC_PREFERENCES,
+    "pretrain_mix": SYNTHETIC_MIX,
+    "synthetic_rejected": SYNTHETIC_REJECTED,
 }
 
 _DUCKDB_TYPES = {
@@ -40,6 +60,7 @@ _DUCKDB_TYPES = {
     pa.float32(): "FLOAT",
     pa.float64(): "DOUBLE",
     pa.bool_(): "BOOLEAN",
+    MESSAGES: "STRUCT(role VARCHAR, content VARCHAR)[]",
 }
 
 
@@ -136,6 +157,17 @@ STATS_QUERIES: dict[str, str] = {
     "rejections by reason": """
         SELECT stage, step, reason, count(*) AS docs FROM rejected
         GROUP BY ALL ORDER BY docs DESC, stage, step, reason""",
+    "synthetic data": """
+        SELECT 'wrap' AS dataset, style AS kind, count(*) AS rows, sum(n_tokens) AS tokens, min(model) AS model
+            FROM wrap GROUP BY style
+        UNION ALL SELECT 'self_instruct', CASE WHEN is_classification THEN 'classification' ELSE 'task' END,
+            count(*), NULL, min(model) FROM self_instruct GROUP BY ALL
+        UNION ALL SELECT 'preferences', 'pairs', count(*), NULL, min(model) FROM preferences
+        UNION ALL SELECT 'pretrain_mix', origin, count(*), sum(n_chars), NULL FROM pretrain_mix GROUP BY origin
+        ORDER BY dataset, kind""",
+    "synthetic set aside, by reason": """
+        SELECT step AS generator, reason, count(*) AS rows FROM synthetic_rejected
+        GROUP BY ALL ORDER BY rows DESC, generator, reason""",
     "datasets": "SELECT dataset, rows, bytes, shards, updated FROM manifests ORDER BY dataset",
 }
 

@@ -30,6 +30,8 @@ import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 from pydantic import BaseModel, Field
 
+from pipelines.lake.synthetic_schemas import SYNTHETIC_REJECTED, SYNTHETIC_SCHEMAS
+
 SCHEMA_VERSION = 1
 LAKE_ENV = "LMFORGE_LAKE"
 DEFAULT_LAKE = "./lake"
@@ -91,6 +93,8 @@ SCHEMAS: dict[str, pa.Schema] = {
     DOCUMENTS_CLEAN: DOCUMENTS_SCHEMA,
     DOCUMENTS_DEDUP: DOCUMENTS_SCHEMA,
     REJECTED: REJECTED_SCHEMA,
+    SYNTHETIC_REJECTED: REJECTED_SCHEMA,
+    **SYNTHETIC_SCHEMAS,
 }
 
 

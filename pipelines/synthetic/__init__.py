@@ -1,0 +1,1 @@
+"""Synthetic data: WRAP rephrasing, Self-Instruct and preference pairs from a served model."""

@@ -1,0 +1,215 @@
+"""Preference pairs: k responses per instruction, each scored 1-10 by an LLM judge → `synthetic/preferences/`.
+
+Instructions come from a lake dataset with `instruction` (and `input`) columns, Self-Instruct's by
+default, or from a JSONL/parquet file with those columns or chat `messages` (the first user turn).
+The judge is asked for structured output (vLLM's `response_format` with the verdict's JSON schema,
+enforced by xgrammar on the CPU build too) and its answer is still validated with pydantic: a bad
+one is asked again (`judge_retries`), then set aside as `judge_invalid`. The best and the worst
+response make a pair when their scores differ by at least `margin`; otherwise the instruction is set
+aside with the scores, so every instruction ends as a pair or as a reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import posixpath
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from datatrove.data import Document
+from datatrove.pipeline.inference.types import InferenceError
+from pydantic import BaseModel, Field
+
+from pipelines.common.errors import UserError
+from pipelines.lake import (
+    PREFERENCES_SCHEMA,
+    SCHEMAS,
+    SYNTHETIC_PREFERENCES,
+    Lake,
+    fingerprint,
+    listed_runs,
+    listed_shards,
+    read_shard,
+)
+from pipelines.synthetic.generation import GenerationResult, GenerationRun, Progress, Rejection, Sampling, failure, no_progress
+from pipelines.synthetic.inference import Generate, RequestPolicy, pass_results, run_pass
+from pipelines.synthetic.models import model_label
+from pipelines.synthetic.preferences import (
+    JUDGE_PROMPT_VERSION,
+    RESPONSE_PROMPT_VERSION,
+    judge_messages,
+    judge_response_format,
+    parse_verdict,
+    pick_pair,
+    response_messages,
+)
+from pipelines.synthetic.serving import Endpoint
+
+PROMPT_VERSION = f"{RESPONSE_PROMPT_VERSION}+{JUDGE_PROMPT_VERSION}"
+
+
+class PreferencesConfig(BaseModel):
+    instructions: str = Field("synthetic/self_instruct", description="a lake dataset, or a JSONL/parquet file")
+    responses: int = Field(2, ge=2, description="responses sampled per instruction (k)")
+    margin: int = Field(2, ge=1, le=9, description="minimum judge-score gap between chosen and rejected")
+    max_prompts: int | None = Field(None, ge=1)
+    judge_retries: int = Field(2, ge=0)
+    sampling: Sampling = Field(default_factory=lambda: Sampling(temperature=1.0, top_p=0.95, max_tokens=384))
+    judge_sampling: Sampling = Field(default_factory=lambda: Sampling(temperature=0.0, top_p=1.0, max_tokens=160))
+
+
+class Prompt(BaseModel):
+    id: str
+    instruction: str
+    input: str = ""
+
+
+def load_prompts(lake: Lake, source: str) -> tuple[list[Prompt], list[str]]:
+    """The instructions to answer, and what identifies their source (the dataset's runs, or the file's hash)."""
+    if source in SCHEMAS:
+        shards = listed_shards(lake, source)
+        tables = [read_shard(lake.fs, s) for s in shards]
+        rows = [r for t in tables for r in t.to_pylist()]
+        identity = sorted(listed_runs(lake, source))
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise UserError(f"{source} is neither a lake dataset ({', '.join(sorted(SCHEMAS))}) nor a file")
+        rows = pq.read_table(path).to_pylist() if path.suffix == ".parquet" else _jsonl(path)
+        identity = [fingerprint(path.read_bytes().hex())]
+    prompts = []
+    for n, row in enumerate(rows):
+        instruction, input_ = _instruction_of(row)
+        if not instruction:
+            raise UserError(f"{source}: row {n + 1} has no instruction (an `instruction` column or a user message)")
+        prompts.append(Prompt(id=str(row.get("id") or fingerprint([instruction, input_])), instruction=instruction, input=input_))
+    if not prompts:
+        raise UserError(f"{source} holds no instructions: run `lmforge synth self-instruct` first, or give --instructions FILE")
+    return prompts, identity
+
+
+def _jsonl(path: Path) -> list[dict]:
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise UserError(f"{path}:{n}: not JSON ({e.msg})") from None
+    return rows
+
+
+def _instruction_of(row: dict) -> tuple[str, str]:
+    if row.get("instruction"):
+        return str(row["instruction"]), str(row.get("input") or "")
+    for message in row.get("messages") or []:
+        if message.get("role") == "user":
+            return str(message.get("content") or ""), ""
+    return "", ""
+
+
+def run_preferences(
+    lake: Lake, endpoint: Endpoint, config: PreferencesConfig, policy: RequestPolicy, progress: Progress = no_progress
+) -> GenerationResult:
+    prompts, identity = load_prompts(lake, config.instructions)
+    prompts = prompts[: config.max_prompts]
+    model = model_label(endpoint.source)
+    parameters = {**config.model_dump(), "model": model, "prompt_version": PROMPT_VERSION}
+    run = GenerationRun(lake, "preferences", SYNTHETIC_PREFERENCES, parameters, identity)
+    if run.done():
+        return run.finished_result()
+    signature = [PROMPT_VERSION, config.sampling.label(), config.judge_sampling.label(), config.responses]
+    items = [
+        Document(
+            text=p.instruction,
+            id=fingerprint([p.id, p.instruction, p.input, *signature]),
+            metadata={"source_id": p.id, "input": p.input},
+        )
+        for p in prompts
+    ]
+    progress(0, len(items))
+    judge_format = judge_response_format()
+
+    async def judge(document: Document, response: str, generate: Generate) -> dict:
+        messages = judge_messages(document.text, document.metadata["input"], response)
+        problem = ""
+        for attempt in range(config.judge_retries + 1):
+            # `user` makes each attempt its own request: the request cache must not replay a bad verdict
+            payload = config.judge_sampling.payload(messages, response_format=judge_format, user=f"judge-{attempt}")
+            answer = await generate(payload)
+            try:
+                verdict = parse_verdict(answer.text)
+            except ValueError as e:
+                problem = f"{e} (answer: {answer.text[:200]!r})"
+                continue
+            return {"score": verdict.score, "reason": verdict.reason}
+        return {"invalid": problem}
+
+    async def respond(document: Document, index: int, generate: Generate) -> dict:
+        payload = config.sampling.payload(response_messages(document.text, document.metadata["input"]), user=f"response-{index}")
+        answer = await generate(payload)
+        if answer.finish_reason == "length":
+            return {"text": answer.text, "truncated": True}
+        return {"text": answer.text, **await judge(document, answer.text, generate)}
+
+    async def rollout(document: Document, generate: Generate) -> dict:
+        try:
+            scored = await asyncio.gather(*(respond(document, i, generate) for i in range(config.responses)))
+        except InferenceError as e:
+            return failure(e)
+        return {"responses": list(scored)}
+
+    passed = run_pass(endpoint, policy, items, rollout, posixpath.join(run.work, "pairs"), progress=progress)
+    rows, rejected = preference_rows(items, pass_results(posixpath.join(run.work, "pairs")), config, run.run, model)
+    run.publish({"": pa.Table.from_pylist(rows, schema=PREFERENCES_SCHEMA)}, rejected)
+    result = run.result(len(rows), rejected, model)
+    result.add(passed)
+    return result
+
+
+def preference_rows(
+    items: list[Document], results: dict[str, dict], config: PreferencesConfig, run: str, model: str
+) -> tuple[list[dict], list[Rejection]]:
+    rows, rejected = [], []
+    for item in items:
+        result, source = results[item.id], item.metadata["source_id"]
+        if "reason" in result:
+            rejected.append(Rejection(item.id, result["reason"], result["detail"], source, item.text))
+            continue
+        responses = result["responses"]
+        invalid = [r["invalid"] for r in responses if "invalid" in r]
+        scored = [(r["text"], r["score"]) for r in responses if "score" in r]
+        if len(scored) < 2:
+            reason = "judge_invalid" if invalid else "responses_truncated"
+            detail = (
+                invalid[0] if invalid else f"{sum('truncated' in r for r in responses)} of {len(responses)} cut by max_tokens"
+            )
+            rejected.append(Rejection(item.id, reason, detail, source, item.text))
+            continue
+        pair = pick_pair(scored, config.margin)
+        if pair is None:
+            detail = f"scores {[s for _, s in scored]}, margin {config.margin}"
+            rejected.append(Rejection(item.id, "gap_below_margin", detail, source, item.text))
+            continue
+        (chosen, score_chosen), (rejected_text, score_rejected) = scored[pair[0]], scored[pair[1]]
+        prompt = item.text if not item.metadata["input"] else f"{item.text}\n\n{item.metadata['input']}"
+        rows.append(
+            {
+                "id": item.id,
+                "source_id": source,
+                "prompt": prompt,
+                "chosen": chosen,
+                "rejected": rejected_text,
+                "score_chosen": score_chosen,
+                "score_rejected": score_rejected,
+                "judge": f"{model} ({JUDGE_PROMPT_VERSION})",
+                "n_responses": len(responses),
+                "model": model,
+                "prompt_version": PROMPT_VERSION,
+                "sampling": config.sampling.label(),
+                "run": run,
+            }
+        )
+    return rows, rejected
