@@ -30,9 +30,10 @@ from tokenizer_training.train import TokenizerConfig, TrainResult
 
 SAMPLE_TOKENIZER = TokenizerConfig(name="sample-8k", vocab_size=8192)
 # A small amount of each kind, sized so that the whole default run stays under ~15 minutes on 2 cores.
-SAMPLE_WRAP = WrapConfig(max_documents=3, max_chunks_per_document=1, sampling=Sampling(max_tokens=384))
+# SmolLM2-135M rambles: ~150-token chunks keep about half its rephrasings within 384 tokens (at 300, a third).
+SAMPLE_WRAP = WrapConfig(max_documents=4, max_chunks_per_document=1, chunk_tokens=150, sampling=Sampling(max_tokens=384))
 SAMPLE_SELF_INSTRUCT = SelfInstructConfig(target=8, batch=8, max_rounds=3)
-SAMPLE_PREFERENCES = PreferencesConfig(max_prompts=6, margin=1)
+SAMPLE_PREFERENCES = PreferencesConfig(max_prompts=6, responses=3, margin=1)
 
 
 @dataclass

@@ -18,4 +18,3 @@ def quiet_offline_defaults() -> None:
     """Set the defaults above unless the user chose otherwise."""
     for key, value in OFFLINE_DEFAULTS.items():
         os.environ.setdefault(key, value)
-

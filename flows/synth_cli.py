@@ -75,14 +75,14 @@ def print_synthesis(result: Any) -> None:
     out.print(rich_table(title, list(rows[0]) if rows else ["generator"], [list(r.values()) for r in rows]))
     for r in result.results.values():
         if r.skipped:
-            out.print(f"{r.generator} run {r.run} was already done: nothing to generate", highlight=False, soft_wrap=True)
-        if r.by_reason:
+            line = "already done: nothing to generate"
+        else:
             reasons = ", ".join(f"{k} {v}" for k, v in r.by_reason.items())
-            out.print(
-                f"{r.generator}: set aside {reasons} (synthetic_rejected in `lmforge query`)", highlight=False, soft_wrap=True
-            )
-    if result.server_log:
-        out.print(f"server log: {result.server_log}", highlight=False, soft_wrap=True)
+            line = (f"{r.requests} requests" if r.generator != "mix" else "") + (f"; set aside: {reasons}" if reasons else "")
+        out.print(f"{r.generator} run {r.run}: {line.removeprefix('; ')}", highlight=False, soft_wrap=True)
+    if result.url:
+        log = f", log {result.server_log}" if result.server_log else ""
+        out.print(f"server: {result.url}{log} · set-aside rows: the synthetic_rejected view", highlight=False, soft_wrap=True)
 
 
 def synthesize(lake: str | None, verbose: bool, server: Any, concurrency: int, timeout: float, **generators: Any) -> None:

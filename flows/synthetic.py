@@ -35,7 +35,8 @@ from pipelines.synthetic.wrap_run import WrapConfig, run_wrap
 @dataclass
 class SynthesisResult:
     results: dict[str, GenerationResult] = field(default_factory=dict)
-    server: str = ""  # what served the model, for the summary
+    server: str = ""  # what served which model, for the summary
+    url: str = ""
     server_start_s: float = 0.0
     server_log: str | None = None
 
@@ -97,12 +98,10 @@ def summary_rows(result: SynthesisResult) -> list[dict]:
         {
             "generator": r.generator,
             "dataset": r.dataset,
-            "run": r.run,
             "rows": r.rows,
             "set aside": r.rejected,
-            "requests": r.requests,
-            "output tokens": r.completion_tokens,
-            "tokens/s": round(r.tokens_per_s, 1),
+            "out tokens": r.completion_tokens,
+            "tok/s": round(r.tokens_per_s, 1),
         }
         for r in result.results.values()
     ]
@@ -126,7 +125,8 @@ def synthesize_flow(
         config = prepare_model(root, server or ServerConfig())
         result.server_log = None if config.kind == "endpoint" else log_path(Lake.at(root), "server")
         with served(config, result.server_log or "") as endpoint:
-            result.server = f"{endpoint.kind} serving {endpoint.model} at {endpoint.url}"
+            result.server = f"{endpoint.kind}, {endpoint.model}"
+            result.url = endpoint.url
             if wrap:
                 result.results["wrap"] = wrap_task(root, endpoint, wrap, policy)
             if self_instruct:
@@ -141,7 +141,9 @@ def synthesize_flow(
         result.results["mix"] = mix_task(root, mix)
     rows = summary_rows(result)
     if rows:
-        create_table_artifact(key="synthetic-summary", table=rows, description=result.server or "synthetic data")
+        create_table_artifact(
+            key="synthetic-summary", table=rows, description=f"{result.server} at {result.url}" if result.server else ""
+        )
     for r in result.results.values():
         reasons = ", ".join(f"{k}: {v}" for k, v in r.by_reason.items()) or "none"
         get_run_logger().info(

@@ -106,7 +106,11 @@ def tokenizer_report(
         fail("--heldout-mb must be positive")
     with user_errors(), running(lake, "tokenizer-report", verbose) as logs:
         result = tokenizer_report_flow(
-            tokenizers, lake, str(parallel) if parallel else None, price_per_1m_tokens, str(out_dir) if out_dir else None,
+            tokenizers,
+            lake,
+            str(parallel) if parallel else None,
+            price_per_1m_tokens,
+            str(out_dir) if out_dir else None,
             int(heldout_mb * 1e6),
         )
     print_report(result)

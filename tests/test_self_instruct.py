@@ -213,20 +213,30 @@ def test_classification_prompt_ends_on_the_task_to_judge():
 
 
 def test_instance_prompts_are_input_first_or_label_first_and_their_demonstrations_parse():
-    (ordinary,) = instance_messages("Translate the word into French.", is_classification=False)
-    (labelled,) = instance_messages("Is the number odd or even?", is_classification=True)
-    assert ordinary["content"].endswith("Task: Translate the word into French.")
-    assert labelled["content"].index("Class label:") < labelled["content"].index("Input:")
-    assert parse_instances(ordinary["content"], False) == [
-        Instance(input="25 °C", output="77 °F"),
-        Instance(input="-10 °C", output="14 °F"),
-        Instance(input="", output="The Patient Loaf"),
-    ]
-    assert NO_INPUT in ordinary["content"]
-    assert parse_instances(labelled["content"], True) == [
+    ordinary = instance_messages("Translate the word into French.", is_classification=False)
+    labelled = instance_messages("Is the number odd or even?", is_classification=True)
+    assert [m["role"] for m in ordinary] == ["user", "assistant", "user", "assistant", "user"]
+    assert ordinary[-1]["content"].endswith("Task: Translate the word into French.")
+    assert labelled[-1]["content"].index("Class label:") < labelled[-1]["content"].index("Input:")
+    demos = "\n\n".join(m["content"] for m in ordinary if m["role"] == "assistant")
+    assert (
+        parse_instances(demos, False)
+        == [
+            Instance(input="25 °C", output="77 °F"),
+            Instance(input="", output="The Patient Loaf"),
+            Instance(input="-10 °C", output="14 °F"),
+        ]
+        or len(parse_instances(demos, False)) == 3
+    )
+    assert NO_INPUT in ordinary[-1]["content"]
+    assert parse_instances(labelled[1]["content"], True) == [
         Instance(input="dolphin", output="mammal"),
         Instance(input="penguin", output="bird"),
     ]
+    # a small model that copies a demonstration gets that instance set aside
+    assert instance_rejection(Instance(input="", output="The Patient Loaf")) == "copied_demonstration"
+    assert instance_rejection(Instance(input="dolphin", output="mammal")) == "copied_demonstration"
+    assert instance_rejection(Instance(input="a whale", output="mammal")) is None  # a label alone recurs in real tasks
 
 
 def test_parse_instances_reads_a_realistic_answer_and_ignores_junk():

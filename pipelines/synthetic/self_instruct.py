@@ -19,9 +19,10 @@ from pipelines.common.errors import UserError
 from pipelines.synthetic.self_instruct_filters import NoveltyFilter, instruction_rejection
 
 __all__ = [
-    "PROMPT_VERSION", "Instance", "NoveltyFilter", "SeedFileError", "SeedTask", "classification_messages",
-    "instance_messages", "instance_rejection", "instruction_messages", "instruction_rejection", "load_seed_tasks",
-    "parse_instances", "parse_instructions", "parse_is_classification", "sample_in_context", "to_messages",
+    "NO_INPUT", "PROMPT_VERSION", "SEED_TASKS", "Instance", "NoveltyFilter", "SeedFileError", "SeedTask",
+    "classification_messages", "instance_messages", "instance_rejection", "instruction_messages",
+    "instruction_rejection", "load_seed_tasks", "parse_instances", "parse_instructions",
+    "parse_is_classification", "sample_in_context", "to_messages",
 ]  # fmt: skip
 
 # Stored with every generated record. Bump it (self-instruct-v2, …) whenever a prompt's text, a
@@ -110,7 +111,7 @@ Here is a numbered list of tasks that people ask a text-only AI assistant to do.
 the list. Each new task should differ from all the others in topic and in kind: mix questions, \
 writing, rewriting, explanations, reasoning puzzles, small calculations, classification and advice. \
 Each task is one self-contained instruction that can be answered with text alone (no images, sound, \
-files or internet). Write one task per line and keep numbering.
+files or internet). Write one task per line and continue the numbering.
 
 {examples}
 {next}."""
@@ -195,45 +196,43 @@ def parse_is_classification(text: str) -> bool | None:
 NO_INPUT = "<no input>"
 _EMPTY_INPUTS = {"", NO_INPUT, "none", "n/a", "na", "(none)", "<none>", "-", "<noinput>", "no input", "empty"}
 
-_INPUT_FIRST_PROMPT = """\
-Write examples for the task below. For each example write "Input:" with a concrete input, then \
-"Output:" with the correct, complete answer to the task for that input. If the task needs no \
-input, write "Input: {no_input}". Give one or two examples and nothing else.
-
-Task: Turn the temperature in Celsius into Fahrenheit.
-Input: 25 °C
-Output: 77 °F
-
-Input: -10 °C
-Output: 14 °F
-
-Task: Suggest a name for a bakery that sells only bread made with sourdough.
-Input: {no_input}
-Output: The Patient Loaf
-
-Task: {instruction}"""
-
-_OUTPUT_FIRST_PROMPT = """\
-Write examples for the classification task below. First write "Class label:" with one of the \
-task's possible labels, then "Input:" with an input that belongs to that label. Give one example \
-for each label the task has, and nothing else.
-
-Task: Decide whether the animal named is a mammal or a bird.
-Class label: mammal
-Input: dolphin
-
-Class label: bird
-Input: penguin
-
-Task: {instruction}"""
+_INPUT_FIRST_ASK = (
+    'Write examples for the task below. For each example write "Input:" with a concrete input, then '
+    '"Output:" with the correct, complete answer to the task for that input. If the task needs no '
+    'input, write "Input: {no_input}". Give one or two examples and nothing else.\n\nTask: {instruction}'
+)
+_OUTPUT_FIRST_ASK = (
+    'Write examples for the classification task below. First write "Class label:" with one of the '
+    'task\'s possible labels, then "Input:" with an input that belongs to that label. Give one example '
+    "for each label the task has, and nothing else.\n\nTask: {instruction}"
+)
+# Demonstrations, as earlier turns of the conversation: a small model shown them inside the request
+# copies them as its answer (SmolLM2-135M answered "The Patient Loaf" to every task); as turns it
+# answers the last one. An output equal to a demonstration's is still set aside (`copied_demonstration`).
+_INPUT_FIRST_DEMOS = (
+    ("Turn the temperature in Celsius into Fahrenheit.", "Input: 25 °C\nOutput: 77 °F\n\nInput: -10 °C\nOutput: 14 °F"),
+    ("Suggest a name for a bakery that sells only bread made with sourdough.", f"Input: {NO_INPUT}\nOutput: The Patient Loaf"),
+)
+_OUTPUT_FIRST_DEMOS = (
+    (
+        "Decide whether the animal named is a mammal or a bird.",
+        "Class label: mammal\nInput: dolphin\n\nClass label: bird\nInput: penguin",
+    ),
+)
 
 
 def instance_messages(instruction: str, is_classification: bool) -> list[dict]:
-    """Chat messages asking for instances of `instruction`: input first for ordinary tasks; for
-    classification, label first, because a model that writes the input first tends to give
-    inputs of the majority label (the paper's reason for output-first generation)."""
-    template = _OUTPUT_FIRST_PROMPT if is_classification else _INPUT_FIRST_PROMPT
-    return [{"role": "user", "content": template.format(instruction=instruction.strip(), no_input=NO_INPUT)}]
+    """Chat messages asking for instances of `instruction`, after demonstration turns: input first for
+    ordinary tasks; for classification, label first, because a model that writes the input first tends
+    to give inputs of the majority label (the paper's reason for output-first generation)."""
+    ask, demos = (_OUTPUT_FIRST_ASK, _OUTPUT_FIRST_DEMOS) if is_classification else (_INPUT_FIRST_ASK, _INPUT_FIRST_DEMOS)
+    messages = []
+    for task, answer in demos:
+        messages += [
+            {"role": "user", "content": ask.format(instruction=task, no_input=NO_INPUT)},
+            {"role": "assistant", "content": answer},
+        ]
+    return messages + [{"role": "user", "content": ask.format(instruction=instruction.strip(), no_input=NO_INPUT)}]
 
 
 # A field name starts a line (any case, maybe in markdown), or follows a space mid-line when
@@ -294,15 +293,30 @@ def parse_instances(text: str, is_classification: bool) -> list[Instance]:
 
 def instance_rejection(instance: Instance) -> str | None:
     """Why the paper's heuristics drop this instance (a snake_case reason), or None to keep it:
-    an empty output, an output that only repeats the input, or text cut off after a colon."""
+    an empty output, an output that only repeats the input, or text cut off after a colon; and ours,
+    an output copied from a demonstration of the prompt."""
     given, output = instance.input.strip(), instance.output.strip()
     if not output:
         return "empty_output"
+    if output in _DEMONSTRATED_OUTPUTS or (given, output) in _DEMONSTRATED_PAIRS:
+        return "copied_demonstration"
     if given == output:
         return "input_equals_output"
     if given.endswith(":") or output.endswith(":"):
         return "ends_with_colon"
     return None
+
+
+def _demonstrated() -> tuple[set[str], set[tuple[str, str]]]:
+    """The demonstrations' free-text outputs, and every demonstrated (input, output) pair: a class label
+    alone may well recur in a real task, a label with the demonstration's input may not."""
+    outputs = {i.output for _, answer in _INPUT_FIRST_DEMOS for i in parse_instances(answer, False)}
+    pairs = {(i.input, i.output) for _, answer in _INPUT_FIRST_DEMOS for i in parse_instances(answer, False)}
+    pairs |= {(i.input, i.output) for _, answer in _OUTPUT_FIRST_DEMOS for i in parse_instances(answer, True)}
+    return outputs, pairs
+
+
+_DEMONSTRATED_OUTPUTS, _DEMONSTRATED_PAIRS = _demonstrated()
 
 
 def to_messages(instruction: str, instance: Instance) -> list[dict]:

@@ -103,8 +103,12 @@ class NoveltyFilter:
     2m/(|a|+|b|). An inverted index of (token, occurrence) → pool ids gives m for every pool member
     in one numpy `bincount`; only members whose bound reaches the threshold (or, below it, the best
     score found so far) get an LCS, computed by rapidfuzz's C++ `LCSseq` on token-id strings.
-    Measured (bench/novelty_filter.py, 50 000 templated instructions with near-duplicates): see
-    that benchmark's docstring; on the common prefix the accepted sets equal the naive loop's.
+    Measured (bench/novelty_filter.py, templated instructions with 25% near-duplicates, 2 CPUs): on
+    the first 2 000 the naive loop took 125 s and this 0.23 s (548x), with the same accepted set and
+    the same max score for every candidate; all 50 000 stream through in 28 s (~1 800/s, 36 144
+    accepted), where the naive loop's ~0.9 billion pairs at ~110 µs would take about a day.
+    Scoring the exact maximum below the threshold too (not only deciding) costs ~1.9x the time of
+    pruning at the threshold alone (23 s vs 13 s for the 50 000), kept because the caller records it.
     """
 
     def __init__(self, threshold: float = 0.7) -> None:
@@ -115,7 +119,7 @@ class NoveltyFilter:
             from rapidfuzz.distance import LCSseq
             from rouge_score.tokenize import tokenize
         except ImportError as err:  # fail when built, not an hour into a generation run
-            raise ImportError(f"NoveltyFilter needs rouge-score and rapidfuzz: pip install rouge-score rapidfuzz ({err})")
+            raise ImportError(f"NoveltyFilter needs `pip install rouge-score rapidfuzz`: {err}") from err
         self._cdist, self._lcs, self._tokenize = process.cdist, LCSseq.similarity, tokenize
         self.threshold = threshold
         self._vocab: dict[str, int] = {}
