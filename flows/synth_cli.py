@@ -32,12 +32,17 @@ ConcurrencyOption = Annotated[int, typer.Option("--concurrency", help="requests 
 TimeoutOption = Annotated[float, typer.Option("--timeout", help="seconds a request may take before it is tried again")]
 CompileOption = Annotated[bool, typer.Option("--compile/--eager", help="vLLM: torch.compile (CPU: ~140 s start, ~1.8x tok/s)")]
 ParallelOption = Annotated[int, typer.Option("--tensor-parallel", help="vLLM: GPUs per replica")]
+ServerArgOption = Annotated[
+    Optional[list[str]], typer.Option("--server-arg", help="more server flags, e.g. --server-arg=--data-parallel-size=2 (repeat)")
+]
 TemperatureOption = Annotated[Optional[float], typer.Option("--temperature", help="sampling temperature")]
 MaxTokensOption = Annotated[Optional[int], typer.Option("--max-tokens", help="output tokens per request at most")]
 SeedOption = Annotated[int, typer.Option("--seed", help="seeds which documents and examples are chosen")]
 
 
-def server_settings(kind: str, model: str, url: str | None, api_key_env: str, python: str | None, compile_: bool, tp: int) -> Any:
+def server_settings(
+    kind: str, model: str, url: str | None, api_key_env: str, python: str | None, compile_: bool, tp: int, extra: list[str] | None
+) -> Any:
     from pipelines.synthetic.models import DEFAULT_MODEL
     from pipelines.synthetic.serving import ServerConfig
 
@@ -54,6 +59,7 @@ def server_settings(kind: str, model: str, url: str | None, api_key_env: str, py
         python=python,
         enforce_eager=not compile_,
         tensor_parallel=tp,
+        extra_args=extra or [],
     )
 
 
@@ -118,6 +124,7 @@ def wrap(
     server_python: PythonOption = None,
     compile_: CompileOption = False,
     tensor_parallel: ParallelOption = 1,
+    server_arg: ServerArgOption = None,
     concurrency: ConcurrencyOption = 16,
     timeout: TimeoutOption = 300.0,
     verbose: VerboseOption = False,
@@ -135,7 +142,7 @@ def wrap(
         langs=langs or defaults.langs,
         sampling=sampling(defaults.sampling, temperature, max_tokens, seed),
     )
-    where = server_settings(server, model, url, api_key_env, server_python, compile_, tensor_parallel)
+    where = server_settings(server, model, url, api_key_env, server_python, compile_, tensor_parallel, server_arg)
     synthesize(lake, verbose, where, concurrency, timeout, wrap=config)
 
 
@@ -159,6 +166,7 @@ def self_instruct(
     server_python: PythonOption = None,
     compile_: CompileOption = False,
     tensor_parallel: ParallelOption = 1,
+    server_arg: ServerArgOption = None,
     concurrency: ConcurrencyOption = 16,
     timeout: TimeoutOption = 300.0,
     verbose: VerboseOption = False,
@@ -180,7 +188,7 @@ def self_instruct(
         from pipelines.synthetic.self_instruct import load_seed_tasks
 
         load_seed_tasks(config.seed_file)  # a broken seed file is one line before the server starts
-    where = server_settings(server, model, url, api_key_env, server_python, compile_, tensor_parallel)
+    where = server_settings(server, model, url, api_key_env, server_python, compile_, tensor_parallel, server_arg)
     synthesize(lake, verbose, where, concurrency, timeout, self_instruct=config)
 
 
@@ -203,6 +211,7 @@ def preferences(
     server_python: PythonOption = None,
     compile_: CompileOption = False,
     tensor_parallel: ParallelOption = 1,
+    server_arg: ServerArgOption = None,
     concurrency: ConcurrencyOption = 16,
     timeout: TimeoutOption = 300.0,
     verbose: VerboseOption = False,
@@ -219,7 +228,7 @@ def preferences(
         max_prompts=max_prompts,
         sampling=sampling(defaults.sampling, temperature, max_tokens, seed),
     )
-    where = server_settings(server, model, url, api_key_env, server_python, compile_, tensor_parallel)
+    where = server_settings(server, model, url, api_key_env, server_python, compile_, tensor_parallel, server_arg)
     synthesize(lake, verbose, where, concurrency, timeout, preferences=config)
 
 

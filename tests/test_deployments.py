@@ -60,7 +60,7 @@ def prefect(env: dict, *args: str) -> str:
     return done.stdout
 
 
-def test_prefect_yaml_deploys_the_scheduled_inbox_ingest(prefect_server, tmp_path):
+def test_prefect_yaml_deploys_the_scheduled_inbox_ingest_and_synthesis(prefect_server, tmp_path):
     env = prefect_server | {"LMFORGE_HOME": str(ROOT), "INBOX": str(tmp_path / "inbox"), "LMFORGE_LAKE": str(tmp_path / "lake")}
     prefect(env, "work-pool", "create", "process", "--type", "process", "--overwrite")
     prefect(env, "--no-prompt", "deploy", "--all")
@@ -70,6 +70,11 @@ def test_prefect_yaml_deploys_the_scheduled_inbox_ingest(prefect_server, tmp_pat
     assert deployment["entrypoint"] == "flows/ingest.py:ingest_inbox_flow"
     assert deployment["parameters"] == {"inbox": str(tmp_path / "inbox"), "lake": str(tmp_path / "lake")}
     assert [s["schedule"]["cron"] for s in deployment["schedules"]] == ["*/15 * * * *"]
+    synthesize = json.load(urllib.request.urlopen(env["PREFECT_API_URL"] + "/deployments/name/synthesize/synthesize", timeout=10))
+    assert synthesize["entrypoint"] == "flows/synthetic.py:synthesize_flow"
+    parameters = synthesize["parameters"]
+    assert parameters["lake"] == str(tmp_path / "lake") and parameters["wrap"] == {"max_documents": 200}
+    assert [s["schedule"]["cron"] for s in synthesize["schedules"]] == ["0 3 * * *"]
 
 
 def test_inbox_flow_ingests_only_files_it_has_not_seen(tmp_path, prefect_harness):

@@ -149,3 +149,14 @@ def test_the_endpoint_never_logs_its_api_key(tmp_path, generation_server, monkey
     captured = capsys.readouterr()
     assert "sk-secret-123" not in captured.out + captured.err
     assert isinstance(Endpoint("u", "m", "endpoint", "k").headers()["Authorization"], str)
+
+
+def test_the_transformers_fallback_serves_the_same_path(tmp_path, generation_model):
+    """`transformers serve` from the server's venv, started, asked and stopped as vLLM is."""
+    config = ServerConfig(kind="transformers", model=generation_model, start_timeout_s=600)
+    with served(config, str(tmp_path / "server.log")) as endpoint:
+        result = run_pass(endpoint, RequestPolicy(concurrency=2, timeout_s=300), items(2), ask("", 8), str(tmp_path / "work"))
+        assert endpoint.kind == "transformers" and endpoint.server.is_alive()
+    answers = pass_results(str(tmp_path / "work"))
+    assert result.requests == 2 and all(a.get("text") for a in answers.values()), answers
+    assert not endpoint.server.is_alive()  # stopped with the flow run

@@ -131,3 +131,32 @@ def test_the_mix_balances_real_and_synthetic_characters(tmp_path, generation_ser
     longest = max(r["n_chars"] for r in mix if r["origin"] == "real")
     assert abs(real - synthetic) <= longest and result.rows == len(mix)
     assert query(lake, "SELECT count(*) FROM pretrain_mix").rows[0][0] == len(mix)
+
+
+def test_the_flow_publishes_progress_and_a_summary(tmp_path, generation_server, prefect_harness):
+    import asyncio
+
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    from flows.synthetic import synthesize_flow
+    from pipelines.synthetic.serving import ServerConfig
+
+    lake = documents_lake(tmp_path / "lake", {"eng_Latn": 2})
+    server = ServerConfig(kind="endpoint", url=generation_server.url)
+    wrap = WrapConfig(styles=["hard"], max_documents=1, sampling=Sampling(max_tokens=64))
+    state = synthesize_flow(lake.root, server, POLICY, wrap=wrap, return_state=True)
+    result = state.result()
+    assert result.results["wrap"].rows + result.results["wrap"].rejected == 1
+
+    async def artifacts() -> list:
+        async with get_client() as client:
+            of_this_run = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id]))
+            return await client.read_artifacts(artifact_filter=of_this_run)
+
+    published = asyncio.run(artifacts())
+    progress = [a for a in published if a.type == "progress"]
+    assert progress and float(progress[0].data) == 100.0 and progress[0].description == "synth wrap"
+    (summary,) = [a for a in published if a.key == "synthetic-summary"]
+    table = json.loads(summary.data) if isinstance(summary.data, str) else summary.data
+    assert table[0]["generator"] == "wrap" and table[0]["rows"] == result.results["wrap"].rows

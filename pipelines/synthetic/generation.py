@@ -33,6 +33,8 @@ from pipelines.lake import (
     lmforge_version,
     read_manifest,
     refresh_manifest,
+    run_shards,
+    shard_rows,
     utc_now,
     write_table,
 )
@@ -141,8 +143,6 @@ class GenerationRun:
         rows = manifest.rows if manifest else 0
         n_rejected = 0
         if rejected is not None and any(r.run == self.run for r in rejected.runs):
-            from pipelines.lake import run_shards, shard_rows
-
             n_rejected = sum(shard_rows(self.lake.fs, s) for s in run_shards(self.lake, SYNTHETIC_REJECTED, self.run))
         return GenerationResult(self.generator, self.dataset, self.run, rows, n_rejected, {}, skipped=True)
 

@@ -168,9 +168,11 @@ def run_pass(
         server_ready_delay_sec=1.0,
     )
 
-    endpoint.ensure_up()
     items = list(items)
     done = len(pass_results(work_dir))  # a resumed pass starts from what it already has
+    if done and {d.id for d in items} <= set(pass_results(work_dir)):
+        return PassResult(0.0, 0, 0, 0, 0)  # finished before a kill: nothing to ask, no server to start
+    endpoint.ensure_up()
 
     async def counted(document: Document, generate: Generate) -> dict:
         nonlocal done

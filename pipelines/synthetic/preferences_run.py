@@ -12,6 +12,7 @@ aside with the scores, so every instruction ends as a pair or as a reason.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import posixpath
 from pathlib import Path
@@ -78,7 +79,7 @@ def load_prompts(lake: Lake, source: str) -> tuple[list[Prompt], list[str]]:
         if not path.is_file():
             raise UserError(f"{source} is neither a lake dataset ({', '.join(sorted(SCHEMAS))}) nor a file")
         rows = pq.read_table(path).to_pylist() if path.suffix == ".parquet" else _jsonl(path)
-        identity = [fingerprint(path.read_bytes().hex())]
+        identity = [f"file:{hashlib.sha256(path.read_bytes()).hexdigest()[:16]}"]
     prompts = []
     for n, row in enumerate(rows):
         instruction, input_ = _instruction_of(row)

@@ -126,19 +126,9 @@ def served_name(config: ServerConfig) -> str:
 def server_command(config: ServerConfig, python: str, port: int) -> list[str]:
     name = served_name(config)
     if config.kind == "transformers":
-        bin_dir = Path(python).parent
-        return [
-            str(bin_dir / "transformers"),
-            "serve",
-            "--host",
-            config.host,
-            "--port",
-            str(port),
-            "--continuous-batching",
-            "--force-model",
-            config.model,
-            *config.extra_args,
-        ]
+        transformers = str(Path(python).parent / "transformers")
+        flags = ["--host", config.host, "--port", str(port), "--dtype", config.dtype, "--no-trust-remote-code"]
+        return [transformers, "serve", config.model, *flags, "--continuous-batching", *config.extra_args]
     command = [
         python, "-m", "vllm.entrypoints.openai.api_server",
         "--model", config.model, "--served-model-name", name,
@@ -319,7 +309,7 @@ def served(config: ServerConfig, log_path: str) -> Iterator[Endpoint]:
     port = config.port or free_port(config.host)
     url = f"http://{config.host}:{port}"
     command = server_command(config, server_python(config), port)
-    health = f"{url}/health" if config.kind == "vllm" else f"{url}/v1/models"
+    health = f"{url}/health"  # both vLLM and `transformers serve` answer it once the model is loaded
     server = ManagedServer(command, server_env(config), health, log_path, config)
     try:
         yield Endpoint(url, served_name(config), config.kind, None, log_path, config.model, server)
