@@ -64,7 +64,7 @@ class LakeEndpointServer(InferenceServer):
 
     async def is_ready(self) -> bool:
         try:
-            response = await self.client.get(f"{self.endpoint.url}/v1/models", timeout=5.0)
+            response = await self.client.get(self.endpoint.ready_url, timeout=5.0)
         except httpx.HTTPError:
             return False
         return response.status_code == 200

@@ -86,6 +86,12 @@ class Endpoint:
         """After a refused connection: wait while a server we manage restarts; True if it is up."""
         return self.server.wait_until_up(timeout_s) if self.server is not None else False
 
+    @property
+    def ready_url(self) -> str:
+        """What answers 200 when requests can be sent: our server's `/health`, else the API's model list
+        (`transformers serve` answers `/v1/models` with a 500 offline, so ours never relies on it)."""
+        return self.server.health_url if self.server is not None else f"{self.url}/v1/models"
+
     def ensure_up(self) -> None:
         """Start the server behind this endpoint if it is ours and not yet running (the first pass does)."""
         if self.server is not None:
