@@ -82,10 +82,12 @@ def print_synthesis(result: Any) -> None:
     for r in result.results.values():
         if r.skipped:
             line = "already done: nothing to generate"
+        elif r.generator == "mix":
+            line = f"real {r.extra['real_chars']:,} chars : synthetic {r.extra['synthetic_chars']:,} chars"
         else:
             reasons = ", ".join(f"{k} {v}" for k, v in r.by_reason.items())
-            line = (f"{r.requests} requests" if r.generator != "mix" else "") + (f"; set aside: {reasons}" if reasons else "")
-        out.print(f"{r.generator} run {r.run}: {line.removeprefix('; ')}", highlight=False, soft_wrap=True)
+            line = f"{r.requests} requests" + (f"; set aside: {reasons}" if reasons else "")
+        out.print(f"{r.generator} run {r.run} → {r.dataset}: {line}", highlight=False, soft_wrap=True)
     if result.url:
         log = f", log {result.server_log}" if result.server_log else ""
         out.print(f"server: {result.url}{log} · set-aside rows: the synthetic_rejected view", highlight=False, soft_wrap=True)
@@ -251,12 +253,5 @@ def mix(
         from flows.synthetic import synthesize_flow
 
         result = synthesize_flow(lake, mix=MixConfig(ratio=parsed, seed=seed))
-    r = result.results["mix"]
-    done = " (already done)" if r.skipped else ""
-    chars = f"real {r.extra.get('real_chars', 0):,} chars, synthetic {r.extra.get('synthetic_chars', 0):,}"
-    out.print(
-        f"mix run {r.run}{done}: {r.rows} rows; {chars}",
-        highlight=False,
-        soft_wrap=True,
-    )
+    print_synthesis(result)
     print_logs(logs)

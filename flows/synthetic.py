@@ -97,7 +97,6 @@ def summary_rows(result: SynthesisResult) -> list[dict]:
     return [
         {
             "generator": r.generator,
-            "dataset": r.dataset,
             "rows": r.rows,
             "set aside": r.rejected,
             "out tokens": r.completion_tokens,
