@@ -33,9 +33,9 @@ run: install sample-packages
 
 # The suite on up to 4 processes (pytest-xdist), without the tests marked slow (whole stages killed
 # and resumed, Ray clusters); `make test SLOW=1` runs those too, as CI does (.ci/run). The tests that
-# generate share one vLLM server: they form the xdist group `vllm`, which runs in one process.
+# generate share one vLLM server across the processes (tests/conftest.py: generation_server).
 test: install sample-packages
-	$(PY) -m pytest -q -n auto --maxprocesses 4 --dist loadgroup $(if $(SLOW),,-m "not slow")
+	$(PY) -m pytest -q -n auto --maxprocesses 4 $(if $(SLOW),,-m "not slow")
 
 install: $(STAMP)
 

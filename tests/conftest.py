@@ -13,7 +13,10 @@ os.environ.update(
     PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120",
 )
 
+import json  # noqa: E402
 import sys  # noqa: E402
+import time  # noqa: E402
+from contextlib import ExitStack, contextmanager  # noqa: E402
 
 import pytest  # noqa: E402
 
@@ -63,13 +66,45 @@ def generation_model() -> str:
 
 
 @pytest.fixture(scope="session")
-def generation_server(generation_model, tmp_path_factory):
-    """One real vLLM server (the CPU build, SmolLM2-135M) for the tests that generate, started once per
-    session: those tests share the `vllm` xdist group, so they run in one worker and reuse it."""
-    from pipelines.synthetic.serving import ServerConfig, served
-
-    config = ServerConfig(model=generation_model, max_model_len=2048)
-    log = tmp_path_factory.mktemp("generation-server") / "server.log"
-    with served(config, str(log)) as endpoint:
-        endpoint.ensure_up()
+def generation_server(generation_model, tmp_path_factory, worker_id):
+    """One real vLLM server (the CPU build, SmolLM2-135M) for every test that generates, in the whole run:
+    the first xdist worker that needs it starts it, the others use it, and it stops once none does."""
+    shared = tmp_path_factory.getbasetemp()
+    if worker_id != "master":
+        shared = shared.parent  # the folder all workers of this run share
+    with shared_generation_server(shared, generation_model) as endpoint:
         yield endpoint
+
+
+@contextmanager
+def shared_generation_server(folder, model: str):
+    """Start the server, or join the one another worker started (its URL in `vllm.json`); a count of
+    users in `vllm.users` lets its owner stop it only after the last one is done."""
+    import fasteners
+
+    from pipelines.synthetic.serving import Endpoint, ServerConfig, served
+
+    lock, info, users = fasteners.InterProcessLock(str(folder / "vllm.lock")), folder / "vllm.json", folder / "vllm.users"
+    with ExitStack() as owned:
+        with lock:
+            owner = not info.exists()
+            if owner:
+                config = ServerConfig(model=model, max_model_len=2048)
+                endpoint = owned.enter_context(served(config, str(folder / "vllm-server.log")))
+                endpoint.ensure_up()
+                info.write_text(json.dumps({"url": endpoint.url, "model": endpoint.model}))
+            else:
+                known = json.loads(info.read_text())
+                endpoint = Endpoint(known["url"], known["model"], "vllm", source=model)
+            users.write_text(str(int(users.read_text() if users.exists() else "0") + 1))
+        try:
+            yield endpoint
+        finally:
+            with lock:
+                users.write_text(str(int(users.read_text()) - 1))
+            while owner:  # the others may still ask it (xdist waits for them anyway); the last one out stops it
+                with lock:
+                    if int(users.read_text()) == 0:
+                        info.unlink()
+                        break
+                time.sleep(1)

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import httpx
@@ -18,8 +19,6 @@ from datatrove.pipeline.inference.types import InferenceError
 from pipelines.synthetic.generation import failure
 from pipelines.synthetic.inference import RequestPolicy, pass_results, run_pass
 from pipelines.synthetic.serving import Endpoint, ServerConfig, ServerError, served
-
-pytestmark = pytest.mark.xdist_group("vllm")
 
 
 def ask(text: str, max_tokens: int = 24):
@@ -119,26 +118,44 @@ def test_a_pass_killed_midway_resumes_with_nothing_lost_or_doubled(tmp_path, gen
 
 
 @pytest.mark.slow
-def test_a_server_killed_mid_run_is_restarted_and_the_run_completes(tmp_path, generation_server):
-    """The shared server's engine is SIGKILLed while requests are in flight: the watcher restarts it, the
-    refused requests wait for it and are retried, and every item gets its answer."""
-    server = generation_server.server
-    assert server is not None and server.is_alive()
-    restarts = server.restarts
+def test_a_server_killed_mid_run_is_restarted_and_the_run_completes(tmp_path, generation_model):
+    """A server of its own (the shared one serves other tests) is SIGKILLed, its whole process group,
+    while requests are in flight: the watcher restarts it, the refused requests wait for it and are
+    retried, and every item gets its answer."""
+    with served(ServerConfig(model=generation_model, max_model_len=2048), str(tmp_path / "server.log")) as endpoint:
+        endpoint.ensure_up()
+        server = endpoint.server
 
-    def kill_soon() -> None:
-        time.sleep(3)
-        os.killpg(server.process.pid, signal.SIGKILL)
+        def kill_soon() -> None:
+            time.sleep(3)
+            os.killpg(server.process.pid, signal.SIGKILL)
 
-    import threading
-
-    threading.Thread(target=kill_soon, daemon=True).start()
-    result = run_pass(generation_server, RequestPolicy(concurrency=4), items(12), ask("", 64), str(tmp_path / "work"))
+        threading.Thread(target=kill_soon, daemon=True).start()
+        result = run_pass(endpoint, RequestPolicy(concurrency=4), items(12), ask("", 64), str(tmp_path / "work"))
+        assert server.restarts == 1 and server.is_alive()
+        assert httpx.get(f"{endpoint.url}/health").status_code == 200
     answers = pass_results(str(tmp_path / "work"))
-    assert server.restarts == restarts + 1 and server.is_alive()
     assert len(answers) == 12 and all("text" in a for a in answers.values()), answers
     assert result.requests >= 12
-    assert httpx.get(f"{generation_server.url}/health").status_code == 200
+
+
+def test_requests_to_a_server_that_is_gone_for_good_stop_the_run_at_once(tmp_path, generation_model):
+    """Restarts spent (none allowed here): the refused requests do not wait out the restart window, the
+    pass stops with one line naming the log (a rerun continues), and nothing is set aside as failed."""
+    config = ServerConfig(model=generation_model, max_model_len=2048, restarts=0)
+    log = tmp_path / "server.log"
+    with served(config, str(log)) as endpoint:
+        endpoint.ensure_up()
+        threading.Timer(2.0, os.killpg, (endpoint.server.process.pid, signal.SIGKILL)).start()
+        started = time.monotonic()
+        with pytest.raises(ServerError, match=f"stopped answering .*server log: {log}"):
+            run_pass(
+                endpoint, RequestPolicy(concurrency=2, retries=2, backoff_s=0.1), items(12), ask("", 64), str(tmp_path / "w")
+            )
+        assert time.monotonic() - started < 60
+        assert all("text" in a for a in pass_results(str(tmp_path / "w")).values())  # what was answered, nothing failed
+        with pytest.raises(ServerError, match=f"died and could not be restarted; see {log}"):
+            run_pass(endpoint, RequestPolicy(), items(12), ask("", 64), str(tmp_path / "w"))
 
 
 def test_the_endpoint_never_logs_its_api_key(tmp_path, generation_server, monkeypatch, capsys):

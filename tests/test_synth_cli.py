@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from builders import documents_lake
 from test_console import lmforge
-
-pytestmark = pytest.mark.xdist_group("vllm")
 
 
 def test_synth_commands_fill_the_lake_views_and_stats(tmp_path, generation_server, prefect_harness):

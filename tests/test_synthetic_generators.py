@@ -19,8 +19,6 @@ from pipelines.synthetic.preferences_run import PreferencesConfig, run_preferenc
 from pipelines.synthetic.self_instruct_run import SelfInstructConfig, run_self_instruct
 from pipelines.synthetic.wrap_run import WrapConfig, run_wrap
 
-pytestmark = pytest.mark.xdist_group("vllm")
-
 POLICY = RequestPolicy(concurrency=8, timeout_s=120)
 
 

@@ -30,6 +30,7 @@ from datatrove.pipeline.writers.jsonl import JsonlWriter
 from pydantic import BaseModel
 
 from pipelines.synthetic.serving import Endpoint
+from pipelines.synthetic.serving import ServerError as GenerationServerError
 
 Generate = Callable[[dict], Awaitable[InferenceResult]]
 
@@ -193,7 +194,11 @@ def run_pass(
         metadata_key="result",
     )
     started = time.monotonic()
-    runner.run(items)
+    try:
+        runner.run(items)
+    except ServerError as e:  # the server stayed unreachable: one line naming it (and its log), the run resumable
+        log = f"; server log: {endpoint.log_path}" if endpoint.log_path else ""
+        raise GenerationServerError(f"{e.error}{log}") from None
     stats = runner.stats
     # datatrove logs a document it failed to save and carries on; here that would lose data silently
     missing = {d.id for d in items} - set(pass_results(work_dir))
