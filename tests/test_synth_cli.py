@@ -15,7 +15,7 @@ def test_synth_commands_fill_the_lake_views_and_stats(tmp_path, generation_serve
     wrap = lmforge("synth", "wrap", *where, "--style", "easy", "--max-documents", "2", "--max-tokens", "96")
     assert wrap.returncode == 0, wrap.stdout
     assert "synth wrap" in wrap.stdout and "━" in wrap.stdout  # its progress bar
-    assert "synthetic/wrap" in wrap.stdout and "tokens/s" in wrap.stdout and "Traceback" not in wrap.stdout
+    assert "synthetic/wrap" in wrap.stdout and "tok/s" in wrap.stdout and "Traceback" not in wrap.stdout
 
     instruct = lmforge(
         "synth", "self-instruct", *where, "--target", "2", "--batch", "4", "--max-rounds", "1", "--max-tokens", "160"
@@ -32,7 +32,7 @@ def test_synth_commands_fill_the_lake_views_and_stats(tmp_path, generation_serve
     rows = json.loads(lmforge("query", "SELECT count(*) AS n FROM wrap", "--lake", lake.root, "--format", "json").stdout)
     assert rows[0]["n"] >= 0
     again = lmforge("synth", "wrap", *where, "--style", "easy", "--max-documents", "2", "--max-tokens", "96")
-    assert again.returncode == 0 and "was already done: nothing to generate" in again.stdout, again.stdout
+    assert again.returncode == 0 and "→ synthetic/wrap: already done: nothing to generate" in again.stdout, again.stdout
 
 
 def test_a_broken_seed_file_is_one_line_naming_the_line(tmp_path, prefect_harness):
