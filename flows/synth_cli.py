@@ -7,6 +7,10 @@ stops the server; the server options are shared. The summary table says rows kep
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any, Optional
 
 import typer
@@ -18,58 +22,109 @@ synth_app = typer.Typer(
     no_args_is_help=True,
 )
 
-ServerOption = Annotated[str, typer.Option("--server", help="vllm (default, from .venv-vllm) | transformers | endpoint")]
-ModelOption = Annotated[
-    str,
-    typer.Option("--model", help="model folder or hub id (default: SmolLM2-135M-Instruct, offline); endpoint: its model name"),
-]
-UrlOption = Annotated[
-    Optional[str], typer.Option("--url", help="--server endpoint: the server's base URL, e.g. http://host:8000")
-]
-ApiKeyEnvOption = Annotated[str, typer.Option("--api-key-env", help="--server endpoint: environment variable with the API key")]
-PythonOption = Annotated[Optional[str], typer.Option("--server-python", help="Python of the server's venv (default .venv-vllm)")]
-ConcurrencyOption = Annotated[int, typer.Option("--concurrency", help="requests in flight")]
-TimeoutOption = Annotated[float, typer.Option("--timeout", help="seconds a request may take before it is tried again")]
-CompileOption = Annotated[bool, typer.Option("--compile/--eager", help="vLLM: torch.compile (CPU: ~140 s start, ~1.8x tok/s)")]
-ParallelOption = Annotated[int, typer.Option("--tensor-parallel", help="vLLM: GPUs per replica")]
-ServerArgOption = Annotated[
-    Optional[list[str]], typer.Option("--server-arg", help="more server flags, e.g. --server-arg=--data-parallel-size=2 (repeat)")
-]
-TemperatureOption = Annotated[Optional[float], typer.Option("--temperature", help="sampling temperature")]
-MaxTokensOption = Annotated[Optional[int], typer.Option("--max-tokens", help="output tokens per request at most")]
-SeedOption = Annotated[int, typer.Option("--seed", help="seeds which documents and examples are chosen")]
+
+@dataclass
+class Generating:
+    """What every generating command takes besides its generator's own options: where the lake is, how
+    to sample, which server, how requests go, and -v (added to each command by `generating`)."""
+
+    lake: str | None
+    temperature: float | None
+    max_tokens: int | None
+    seed: int
+    server: Any  # ServerConfig
+    policy: Any  # RequestPolicy
+    verbose: bool
+
+    def sampling(self, defaults: Any) -> Any:
+        """The generator's default sampling with what the command line changed."""
+        values = {"seed": self.seed} | ({"temperature": self.temperature} if self.temperature is not None else {})
+        return defaults.model_copy(update=values | ({"max_tokens": self.max_tokens} if self.max_tokens else {}))
+
+    def run(self, **generators: Any) -> None:
+        """Run the synthesize flow with these generators, then print its summary."""
+        from flows.synthetic import synthesize_flow
+
+        with user_errors(), running(self.lake, "synth", self.verbose) as logs:
+            result = synthesize_flow(self.lake, self.server, self.policy, **generators)
+        print_synthesis(result)
+        print_logs(logs)
 
 
-def server_settings(
-    kind: str, model: str, url: str | None, api_key_env: str, python: str | None, compile_: bool, tp: int, extra: list[str] | None
-) -> Any:
+SHARED_OPTIONS: list[tuple[str, Any, Any]] = [  # (parameter, annotation, default), after each command's own
+    ("temperature", Annotated[Optional[float], typer.Option("--temperature", help="sampling temperature")], None),
+    ("max_tokens", Annotated[Optional[int], typer.Option("--max-tokens", help="output tokens per request at most")], None),
+    ("seed", Annotated[int, typer.Option("--seed", help="seeds which documents and examples are chosen")], 0),
+    ("server", Annotated[str, typer.Option("--server", help="vllm (default, .venv-vllm) | transformers | endpoint")], "vllm"),
+    (
+        "model",
+        Annotated[
+            str, typer.Option("--model", help="model folder or hub id (default SmolLM2-135M-Instruct); endpoint: its name")
+        ],
+        "smollm2-135m-instruct",
+    ),
+    ("url", Annotated[Optional[str], typer.Option("--url", help="--server endpoint: its base URL, e.g. http://host:8000")], None),
+    (
+        "api_key_env",
+        Annotated[str, typer.Option("--api-key-env", help="--server endpoint: environment variable with the API key")],
+        "OPENAI_API_KEY",
+    ),
+    ("server_python", Annotated[Optional[str], typer.Option("--server-python", help="Python of the server's venv")], None),
+    (
+        "compile_",
+        Annotated[bool, typer.Option("--compile/--eager", help="vLLM: torch.compile (CPU: ~140 s start, ~2x tok/s)")],
+        False,
+    ),
+    ("tensor_parallel", Annotated[int, typer.Option("--tensor-parallel", help="vLLM: GPUs per replica")], 1),
+    (
+        "server_arg",
+        Annotated[
+            Optional[list[str]], typer.Option("--server-arg", help="more server flags, e.g. --server-arg=--data-parallel-size=2")
+        ],
+        None,
+    ),
+    ("concurrency", Annotated[int, typer.Option("--concurrency", help="requests in flight")], 16),
+    ("timeout", Annotated[float, typer.Option("--timeout", help="seconds a request may take before it is tried again")], 300.0),
+    ("verbose", VerboseOption, False),
+]
+
+
+def generating(command: Callable[..., None]) -> Callable[..., None]:
+    """Give a generating command the shared options (`SHARED_OPTIONS`, written once): Typer sees them in
+    its signature after the command's own, and the command receives them as one `Generating`, `run`."""
+    own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "run"]
+    shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=d, annotation=a) for name, a, d in SHARED_OPTIONS]
+
+    @functools.wraps(command)
+    def with_shared_options(**values: Any) -> None:
+        common = {name: values.pop(name) for name, _, _ in SHARED_OPTIONS}
+        command(**values, run=generating_settings(values.get("lake"), **common))
+
+    with_shared_options.__signature__ = inspect.Signature([p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own] + shared)
+    return with_shared_options
+
+
+def generating_settings(lake: str | None, **o: Any) -> Generating:
+    from pipelines.synthetic.inference import RequestPolicy
     from pipelines.synthetic.models import DEFAULT_MODEL
     from pipelines.synthetic.serving import ServerConfig
 
-    if kind not in ("vllm", "transformers", "endpoint"):
-        fail(f"unknown --server {kind!r}: use vllm, transformers or endpoint")
-    if kind == "endpoint" and model == DEFAULT_MODEL:
-        model = ""  # the endpoint's own (first) model
-    return settings(
+    if o["server"] not in ("vllm", "transformers", "endpoint"):
+        fail(f"unknown --server {o['server']!r}: use vllm, transformers or endpoint")
+    model = "" if o["server"] == "endpoint" and o["model"] == DEFAULT_MODEL else o["model"]  # "": the endpoint's own
+    server = settings(
         ServerConfig,
-        kind=kind,
+        kind=o["server"],
         model=model,
-        url=url,
-        api_key_env=api_key_env,
-        python=python,
-        enforce_eager=not compile_,
-        tensor_parallel=tp,
-        extra_args=extra or [],
+        url=o["url"],
+        api_key_env=o["api_key_env"],
+        python=o["server_python"],
+        enforce_eager=not o["compile_"],
+        tensor_parallel=o["tensor_parallel"],
+        extra_args=o["server_arg"] or [],
     )
-
-
-def sampling(defaults: Any, temperature: float | None, max_tokens: int | None, seed: int) -> Any:
-    values = (
-        {"seed": seed}
-        | ({"temperature": temperature} if temperature is not None else {})
-        | ({"max_tokens": max_tokens} if max_tokens else {})
-    )
-    return defaults.model_copy(update=values)
+    policy = settings(RequestPolicy, concurrency=o["concurrency"], timeout_s=o["timeout"])
+    return Generating(lake, o["temperature"], o["max_tokens"], o["seed"], server, policy, o["verbose"])
 
 
 def print_synthesis(result: Any) -> None:
@@ -93,18 +148,8 @@ def print_synthesis(result: Any) -> None:
         out.print(f"server: {result.url}{log} · set-aside rows: the synthetic_rejected view", highlight=False, soft_wrap=True)
 
 
-def synthesize(lake: str | None, verbose: bool, server: Any, concurrency: int, timeout: float, **generators: Any) -> None:
-    from flows.synthetic import synthesize_flow
-    from pipelines.synthetic.inference import RequestPolicy
-
-    policy = settings(RequestPolicy, concurrency=concurrency, timeout_s=timeout)
-    with user_errors(), running(lake, "synth", verbose) as logs:
-        result = synthesize_flow(lake, server, policy, **generators)
-    print_synthesis(result)
-    print_logs(logs)
-
-
 @synth_app.command("wrap")
+@generating
 def wrap(
     lake: LakeOption = None,
     styles: Annotated[
@@ -116,20 +161,8 @@ def wrap(
     langs: Annotated[
         Optional[list[str]], typer.Option("--lang", help="document languages (repeat; default eng_Latn; all)")
     ] = None,
-    temperature: TemperatureOption = None,
-    max_tokens: MaxTokensOption = None,
-    seed: SeedOption = 0,
-    server: ServerOption = "vllm",
-    model: ModelOption = "smollm2-135m-instruct",
-    url: UrlOption = None,
-    api_key_env: ApiKeyEnvOption = "OPENAI_API_KEY",
-    server_python: PythonOption = None,
-    compile_: CompileOption = False,
-    tensor_parallel: ParallelOption = 1,
-    server_arg: ServerArgOption = None,
-    concurrency: ConcurrencyOption = 16,
-    timeout: TimeoutOption = 300.0,
-    verbose: VerboseOption = False,
+    *,
+    run: Generating,
 ) -> None:
     """Rephrase the lake's documents in the WRAP styles → synthetic/wrap/style=<style>/ (the `wrap` view)."""
     from pipelines.synthetic.wrap_run import WrapConfig
@@ -142,13 +175,13 @@ def wrap(
         max_chunks_per_document=max_chunks,
         chunk_tokens=chunk_tokens,
         langs=langs or defaults.langs,
-        sampling=sampling(defaults.sampling, temperature, max_tokens, seed),
+        sampling=run.sampling(defaults.sampling),
     )
-    where = server_settings(server, model, url, api_key_env, server_python, compile_, tensor_parallel, server_arg)
-    synthesize(lake, verbose, where, concurrency, timeout, wrap=config)
+    run.run(wrap=config)
 
 
 @synth_app.command("self-instruct")
+@generating
 def self_instruct(
     lake: LakeOption = None,
     seeds: Annotated[
@@ -158,20 +191,8 @@ def self_instruct(
     batch: Annotated[int, typer.Option(help="instruction requests per round")] = 16,
     max_rounds: Annotated[int, typer.Option(help="rounds at most")] = 50,
     threshold: Annotated[float, typer.Option(help="ROUGE-L to the pool at or above which an instruction is rejected")] = 0.7,
-    temperature: TemperatureOption = None,
-    max_tokens: MaxTokensOption = None,
-    seed: SeedOption = 0,
-    server: ServerOption = "vllm",
-    model: ModelOption = "smollm2-135m-instruct",
-    url: UrlOption = None,
-    api_key_env: ApiKeyEnvOption = "OPENAI_API_KEY",
-    server_python: PythonOption = None,
-    compile_: CompileOption = False,
-    tensor_parallel: ParallelOption = 1,
-    server_arg: ServerArgOption = None,
-    concurrency: ConcurrencyOption = 16,
-    timeout: TimeoutOption = 300.0,
-    verbose: VerboseOption = False,
+    *,
+    run: Generating,
 ) -> None:
     """Self-Instruct from seed tasks → synthetic/self_instruct/ (chat messages for SFT; the `self_instruct` view)."""
     from pipelines.synthetic.self_instruct_run import SelfInstructConfig
@@ -184,17 +205,17 @@ def self_instruct(
         batch=batch,
         max_rounds=max_rounds,
         threshold=threshold,
-        sampling=sampling(defaults.sampling, temperature, max_tokens, seed),
+        sampling=run.sampling(defaults.sampling),
     )
     with user_errors():
         from pipelines.synthetic.self_instruct import load_seed_tasks
 
         load_seed_tasks(config.seed_file)  # a broken seed file is one line before the server starts
-    where = server_settings(server, model, url, api_key_env, server_python, compile_, tensor_parallel, server_arg)
-    synthesize(lake, verbose, where, concurrency, timeout, self_instruct=config)
+    run.run(self_instruct=config)
 
 
 @synth_app.command("preferences")
+@generating
 def preferences(
     lake: LakeOption = None,
     instructions: Annotated[
@@ -203,20 +224,8 @@ def preferences(
     responses: Annotated[int, typer.Option("--responses", "-k", help="responses per instruction (≥ 2)")] = 2,
     margin: Annotated[int, typer.Option(help="minimum judge-score gap (1-10 scale) between chosen and rejected")] = 2,
     max_prompts: Annotated[Optional[int], typer.Option(help="instructions at most")] = None,
-    temperature: TemperatureOption = None,
-    max_tokens: MaxTokensOption = None,
-    seed: SeedOption = 0,
-    server: ServerOption = "vllm",
-    model: ModelOption = "smollm2-135m-instruct",
-    url: UrlOption = None,
-    api_key_env: ApiKeyEnvOption = "OPENAI_API_KEY",
-    server_python: PythonOption = None,
-    compile_: CompileOption = False,
-    tensor_parallel: ParallelOption = 1,
-    server_arg: ServerArgOption = None,
-    concurrency: ConcurrencyOption = 16,
-    timeout: TimeoutOption = 300.0,
-    verbose: VerboseOption = False,
+    *,
+    run: Generating,
 ) -> None:
     """k responses per instruction, judged 1-10 by the model → (chosen, rejected) pairs in synthetic/preferences/."""
     from pipelines.synthetic.preferences_run import PreferencesConfig
@@ -228,17 +237,16 @@ def preferences(
         responses=responses,
         margin=margin,
         max_prompts=max_prompts,
-        sampling=sampling(defaults.sampling, temperature, max_tokens, seed),
+        sampling=run.sampling(defaults.sampling),
     )
-    where = server_settings(server, model, url, api_key_env, server_python, compile_, tensor_parallel, server_arg)
-    synthesize(lake, verbose, where, concurrency, timeout, preferences=config)
+    run.run(preferences=config)
 
 
 @synth_app.command("mix")
 def mix(
     lake: LakeOption = None,
     ratio: Annotated[str, typer.Option(help="REAL:SYNTHETIC characters (the WRAP paper: 1:1)")] = "1:1",
-    seed: SeedOption = 0,
+    seed: Annotated[int, typer.Option(help="seeds which rows of the abundant side are taken")] = 0,
     verbose: VerboseOption = False,
 ) -> None:
     """The pretraining mix of documents and WRAP rephrasings at a ratio → synthetic/mix/ (the `pretrain_mix` view)."""
