@@ -135,7 +135,7 @@ def synthesize_flow(
             started = endpoint.server.start_seconds if endpoint.server is not None else None
             result.server_start_s = started or 0.0
             if endpoint.server is not None and started is None:
-                result.server, result.server_log = "", None  # every generator was done: no server was started
+                result.server, result.url, result.server_log = "", "", None  # every generator was done: none started
     if mix:
         result.results["mix"] = mix_task(root, mix)
     rows = summary_rows(result)
