@@ -26,8 +26,10 @@ def _subset(documents: Sequence[tuple[str, int]], target: float, seed: int) -> l
     """A seeded random subset whose characters come within one document of `target`.
 
     Sorting before shuffling makes the choice depend on the set of documents only, not on their order. The
-    shuffled prefix is cut where its total first reaches the target, dropping the last document when that lands
-    nearer: a prefix, not a knapsack, so long documents are as likely to be chosen as short ones.
+    shuffled documents are taken in turn until the total reaches the target, passing over any that would
+    overshoot it by more than they fill: not a knapsack, and a long document is passed over only when the
+    budget left is smaller than half of it (whole real documents are often far longer than a small
+    synthetic side; stopping at the first of them left the sample run's mix at 841 : 4584 characters).
     """
     order = sorted(documents)
     random.Random(seed).shuffle(order)
@@ -35,8 +37,8 @@ def _subset(documents: Sequence[tuple[str, int]], target: float, seed: int) -> l
     for doc_id, n_chars in order:
         if total >= target:
             break
-        if total + n_chars - target > target - total:  # the nearer side of the target is without this one
-            break
+        if total + n_chars - target > target - total:  # this one would overshoot more than it fills: try the next
+            continue
         chosen.append(doc_id)
         total += n_chars
     return sorted(chosen)
