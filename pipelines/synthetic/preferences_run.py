@@ -125,10 +125,10 @@ def run_preferences(
     items = [
         Document(
             text=p.instruction,
-            id=fingerprint([p.id, p.instruction, p.input, *signature]),
+            id=fingerprint([n, p.id, p.instruction, p.input, *signature]),  # n: a file may repeat a prompt or an id
             metadata={"source_id": p.id, "input": p.input},
         )
-        for p in prompts
+        for n, p in enumerate(prompts)
     ]
     progress(0, len(items))
     judge_format = judge_response_format()

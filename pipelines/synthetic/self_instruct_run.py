@@ -67,7 +67,7 @@ def round_items(round_: int, seeds: list[str], generated: list[str], config: Sel
     for i in range(config.batch):
         rng = random.Random(fingerprint([config.sampling.seed, round_, i]))
         examples = sample_in_context(seeds, generated, rng)
-        id_ = fingerprint([examples, PROMPT_VERSION, config.sampling.label()])
+        id_ = fingerprint([round_, i, examples, PROMPT_VERSION, config.sampling.label()])
         items.append(Document(text="\n".join(examples), id=id_, metadata={"examples": examples}))
     return items
 
