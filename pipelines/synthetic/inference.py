@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 from datatrove.data import Document
@@ -134,6 +134,7 @@ class PassResult:
     completion_tokens: int
     requests: int
     failed_requests: int
+    results: dict[str, dict] = field(default_factory=dict)  # each item's rollout result, by item id
 
     @property
     def tokens_per_s(self) -> float:
@@ -170,9 +171,10 @@ def run_pass(
     )
 
     items = list(items)
-    done = len(pass_results(work_dir))  # a resumed pass starts from what it already has
-    if done and {d.id for d in items} <= set(pass_results(work_dir)):
-        return PassResult(0.0, 0, 0, 0, 0)  # finished before a kill: nothing to ask, no server to start
+    earlier = pass_results(work_dir)
+    done = len(earlier)  # a resumed pass starts from what it already has
+    if done and {d.id for d in items} <= earlier.keys():
+        return PassResult(0.0, 0, 0, 0, 0, earlier)  # finished before a kill: nothing to ask, no server to start
     endpoint.ensure_up()
 
     async def counted(document: Document, generate: Generate) -> dict:
@@ -201,7 +203,8 @@ def run_pass(
         raise GenerationServerError(f"{e.error}{log}") from None
     stats = runner.stats
     # datatrove logs a document it failed to save and carries on; here that would lose data silently
-    missing = {d.id for d in items} - set(pass_results(work_dir))
+    results = pass_results(work_dir)
+    missing = {d.id for d in items} - results.keys()
     if missing:
         raise RuntimeError(
             f"{len(missing)} of {len(items)} items have no result in {work_dir}/output (e.g. {min(missing)}); rerun to retry them"
@@ -212,6 +215,7 @@ def run_pass(
         completion_tokens=int(_stat(stats, "completion_tokens")),
         requests=int(_stat(stats, "successful_requests")),
         failed_requests=int(_stat(stats, "failed_requests")),
+        results=results,
     )
 
 

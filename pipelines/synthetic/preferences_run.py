@@ -35,7 +35,7 @@ from pipelines.lake import (
     read_shard,
 )
 from pipelines.synthetic.generation import GenerationResult, GenerationRun, Progress, Rejection, Sampling, failure, no_progress
-from pipelines.synthetic.inference import Generate, RequestPolicy, pass_results, run_pass
+from pipelines.synthetic.inference import Generate, RequestPolicy, run_pass
 from pipelines.synthetic.models import model_label
 from pipelines.synthetic.preferences import (
     JUDGE_PROMPT_VERSION,
@@ -163,7 +163,7 @@ def run_preferences(
         return {"responses": list(scored)}
 
     passed = run_pass(endpoint, policy, items, rollout, posixpath.join(run.work, "pairs"), progress=progress)
-    rows, rejected = preference_rows(items, pass_results(posixpath.join(run.work, "pairs")), config, run.run, model)
+    rows, rejected = preference_rows(items, passed.results, config, run.run, model)
     run.publish({"": pa.Table.from_pylist(rows, schema=PREFERENCES_SCHEMA)}, rejected)
     result = run.result(len(rows), rejected, model)
     result.add(passed)

@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 
 from pipelines.lake import SELF_INSTRUCT_SCHEMA, SYNTHETIC_SELF_INSTRUCT, Lake, fingerprint
 from pipelines.synthetic.generation import GenerationResult, GenerationRun, Progress, Rejection, Sampling, failure, no_progress
-from pipelines.synthetic.inference import Generate, PassResult, RequestPolicy, pass_results, run_pass
+from pipelines.synthetic.inference import Generate, RequestPolicy, run_pass
 from pipelines.synthetic.models import model_label
 from pipelines.synthetic.self_instruct import (
     PROMPT_VERSION,
@@ -121,9 +121,10 @@ def generate_instructions(
             break
         items = round_items(round_, seeds, [a.instruction for a in accepted], config)
         work = f"{run.work}/round-{round_:04d}"
-        result.add(run_pass(endpoint, policy, items, rollout, work))
+        passed = run_pass(endpoint, policy, items, rollout, work)
+        result.add(passed)
         result.extra["rounds"] = round_ + 1
-        answers = pass_results(work)
+        answers = passed.results
         for item in items:
             answer = answers[item.id]
             if "reason" in answer:
@@ -176,9 +177,9 @@ def generate_instances(
         return {"is_classification": is_classification, "text": answer.text, "finish_reason": answer.finish_reason}
 
     work = f"{run.work}/instances"
-    passed: PassResult = run_pass(endpoint, policy, items, rollout, work, progress=progress)
+    passed = run_pass(endpoint, policy, items, rollout, work, progress=progress)
     result.add(passed)
-    answers = pass_results(work)
+    answers = passed.results
     rows = []
     for item in items:
         answer = answers[item.id]

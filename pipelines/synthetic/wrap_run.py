@@ -29,7 +29,7 @@ from pipelines.lake import (
     shard_batches,
 )
 from pipelines.synthetic.generation import GenerationResult, GenerationRun, Progress, Rejection, Sampling, failure, no_progress
-from pipelines.synthetic.inference import Generate, RequestPolicy, pass_results, run_pass
+from pipelines.synthetic.inference import Generate, RequestPolicy, run_pass
 from pipelines.synthetic.models import model_label
 from pipelines.synthetic.serving import Endpoint
 from pipelines.synthetic.wrap import PROMPT_VERSION, STYLES, chunk_document, clean_rephrase, rephrase_rejection, wrap_messages
@@ -74,33 +74,19 @@ def token_counter(model: str) -> Callable[[str], int]:
 
 
 def selected_documents(lake: Lake, config: WrapConfig) -> list[tuple[str, str | None, str]]:
-    """(id, lang, text) of the documents to rephrase: the languages asked for, seeded order, at most `max_documents`."""
+    """(id, lang, text) of the documents to rephrase: the languages asked for, seeded order, at most `max_documents`
+    (kept as they stream by, so a large lake is never held whole)."""
     langs = None if "all" in config.langs else set(config.langs)
-    keyed: list[tuple[str, str, str | None, str]] = []
-    for shard in listed_shards(lake, config.dataset):
-        for batch in shard_batches(lake.fs, shard, ["id", "lang", "text"], 4096):
-            for id_, lang, text in zip(*(batch.column(c).to_pylist() for c in ("id", "lang", "text"))):
-                if langs is not None and lang not in langs:
-                    continue
-                item = (fingerprint([config.sampling.seed, id_]), id_, lang, text)
-                if config.max_documents is None:
-                    keyed.append(item)
-                elif len(keyed) < config.max_documents:
-                    heapq.heappush(keyed, _Reverse(item))
-                elif item[0] < keyed[0].item[0]:
-                    heapq.heapreplace(keyed, _Reverse(item))
-    items = sorted(k.item if isinstance(k, _Reverse) else k for k in keyed)
+
+    def keyed() -> Iterator[tuple[str, str, str | None, str]]:
+        for shard in listed_shards(lake, config.dataset):
+            for batch in shard_batches(lake.fs, shard, ["id", "lang", "text"], 4096):
+                for id_, lang, text in zip(*(batch.column(c).to_pylist() for c in ("id", "lang", "text"))):
+                    if langs is None or lang in langs:
+                        yield fingerprint([config.sampling.seed, id_]), id_, lang, text
+
+    items = sorted(keyed()) if config.max_documents is None else heapq.nsmallest(config.max_documents, keyed())
     return [(id_, lang, text) for _, id_, lang, text in items]
-
-
-class _Reverse:
-    """Heap entry ordered backwards, so the heap's top is the largest key kept (a bounded smallest-N)."""
-
-    def __init__(self, item: tuple) -> None:
-        self.item = item
-
-    def __lt__(self, other: _Reverse) -> bool:
-        return self.item > other.item
 
 
 def chunks_of(documents: list[tuple[str, str | None, str]], config: WrapConfig, count: Callable[[str], int]) -> list[Chunk]:
@@ -152,7 +138,7 @@ def run_wrap(
         return {"text": answer.text, "finish_reason": answer.finish_reason, "n_tokens": answer.usage.get("completion_tokens", 0)}
 
     passed = run_pass(endpoint, policy, items, rollout, f"{run.work}/rephrase", progress=progress)
-    kept, rejected = wrap_rows(items, pass_results(f"{run.work}/rephrase"), run.run, model, config.sampling.label())
+    kept, rejected = wrap_rows(items, passed.results, run.run, model, config.sampling.label())
     run.publish(kept, rejected)
     result = run.result(sum(t.num_rows for t in kept.values()), rejected, model)
     result.add(passed)
