@@ -16,7 +16,9 @@ from flows.env import quiet_offline_defaults
 from flows.lake_cli import lake_app
 from flows.server_cli import server_app
 from flows.synth_cli import print_synthesis, synth_app
+from flows.tokenize_cli import tokenize
 from flows.tokenizer_cli import print_report, print_training, tokenizer_app
+from flows.train_cli import print_sample_training, train_app
 
 app = typer.Typer(
     help="lmforge: from raw web text to a clean, deduplicated, queryable lake.",
@@ -219,6 +221,8 @@ app.add_typer(tokenizer_app, name="tokenizer")
 app.add_typer(server_app, name="server")
 app.add_typer(lake_app, name="lake")
 app.add_typer(synth_app, name="synth")
+app.add_typer(train_app, name="train")
+app.command()(tokenize)
 
 
 def render(columns: list[str], rows: list[tuple], fmt: str) -> str:
@@ -289,10 +293,11 @@ def run(
         typer.Option(help="folder with tokenizers/{r50k,o200k}_base.tiktoken and flores200-dev/ to compare against, if present"),
     ] = Path(REFERENCE_DATA),
     synthetic: Annotated[bool, typer.Option(help="generate a little synthetic data with the embedded vLLM server")] = True,
+    train: Annotated[bool, typer.Option(help="tokenize the lake, pretrain a tiny model, SFT it, train a reward model")] = True,
     verbose: VerboseOption = False,
 ) -> None:
     """The main job on the embedded default: build the sample corpus, ingest, deduplicate, train a tokenizer, report,
-    generate synthetic data."""
+    generate synthetic data, train and export the tiny models."""
     from flows.end_to_end import end_to_end
     from flows.summaries import run_language_rows
 
@@ -303,7 +308,9 @@ def run(
     with user_errors(), running(lake, "run", verbose) as logs:
         reports = pack_sample([], sample_path, pages_per_folder, shards=SAMPLE_SHARDS)
         sample = [r.warc_path for r in reports]
-        result = end_to_end(sample, lake, config, dedup, references=references, parallel=parallel, synthetic=synthetic)
+        result = end_to_end(
+            sample, lake, config, dedup, references=references, parallel=parallel, synthetic=synthetic, training=train
+        )
     pages, size = sum(r.pages for r in reports), sum(r.bytes for r in reports)
     names = f"{sample[0]} … {Path(sample[-1]).name}" if len(sample) > 1 else sample[0]
     summary = f"sample corpus: {pages} pages, {size / 1e6:.1f} MB in {len(sample)} WARCs ({names})"
@@ -325,6 +332,8 @@ def run(
     print_report(result.report)
     if result.synthetic is not None:
         print_synthesis(result.synthetic)
+    if result.training is not None:
+        print_sample_training(result.training)
     out.print(f'lake: {deduped.lake} · try: lmforge query "SELECT lang, count(*) FROM documents GROUP BY lang"', soft_wrap=True)
     print_logs(logs)
     report_unusable(ingested)

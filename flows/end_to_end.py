@@ -3,7 +3,8 @@
 Today: ingest the sample corpus, deduplicate the lake, train a small BPE tokenizer on it and
 report its per-language compression beside the reference tokenizers given, then generate a small
 amount of each kind of synthetic data with the embedded vLLM server (WRAP, Self-Instruct,
-preference pairs) and the 1:1 pretraining mix. Later stages (training) join here.
+preference pairs) and the 1:1 pretraining mix, then tokenize the lake and train the `tiny` model:
+pretraining (documents and WRAP 1:1), SFT, a reward model, each exported to the Hugging Face layout.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from flows.dedup import dedup_flow
 from flows.ingest import ingest_flow
+from flows.sample_training import SampleTraining, sample_training_flow
 from flows.summaries import run_markdown
 from flows.synthetic import SynthesisResult, synthesize_flow
 from flows.tokenizer import ReportResult, tokenizer_report_flow, train_tokenizer_flow
@@ -43,6 +45,7 @@ class EndToEndResult:
     tokenizer: TrainResult
     report: ReportResult
     synthetic: SynthesisResult | None
+    training: SampleTraining | None
 
 
 @flow(name="end-to-end", log_prints=True)
@@ -56,13 +59,15 @@ def end_to_end(
     parallel: str | None = None,
     synthetic: bool = True,
     server: ServerConfig | None = None,
+    training: bool = True,
 ) -> EndToEndResult:
     """Ingest the sample corpus (WARC paths), deduplicate it, train a tokenizer on it and report on it.
 
     The tokenizer is the run's own: retrained (replaced) when the lake changed. `references`
     (tokenizer files) are measured beside it; `parallel` (aligned <lang>.txt files) gives the
     premium against English, else the lake's held-out documents are the text measured. `synthetic`
-    adds the synthetic stage on `server` (default: vLLM from `.venv-vllm` with SmolLM2-135M).
+    adds the synthetic stage on `server` (default: vLLM from `.venv-vllm` with SmolLM2-135M);
+    `training` the trainer's stage on what the lake then holds.
     """
     ingested = ingest_flow(sample, lake, config)
     deduped = dedup_flow(lake, dedup)
@@ -71,5 +76,6 @@ def end_to_end(
     synthesized = None
     if synthetic:
         synthesized = synthesize_flow(lake, server, None, SAMPLE_WRAP, SAMPLE_SELF_INSTRUCT, SAMPLE_PREFERENCES, MixConfig())
+    trained_models = sample_training_flow(lake, tokenizer.name, synthetic) if training else None
     create_markdown_artifact(key="end-to-end-summary", markdown=run_markdown(ingested, deduped))
-    return EndToEndResult(ingested, deduped, trained, report, synthesized)
+    return EndToEndResult(ingested, deduped, trained, report, synthesized, trained_models)

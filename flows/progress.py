@@ -83,15 +83,17 @@ def live_progress(console: Console) -> Iterator[None]:
 
 @contextmanager
 def stage_bar(label: str, total: float | None, unit: str) -> Iterator[Callable[..., None]]:
-    """A bar for one stage; the body reports `(done, total=None)` (absolute amounts) through the function it gets."""
+    """A bar for one stage; the body reports `(done, total=None, note=None)` (absolute amounts; `note`, a
+    few words after the label such as a loss) through the function it gets."""
     progress = _live
     if progress is None:
-        yield lambda done, total=None: None
+        yield lambda done, total=None, note=None: None
         return
     bar = progress.add_task(label, total=total, unit=unit)
 
-    def update(done: float, total: float | None = None) -> None:
-        progress.update(bar, completed=done, **({"total": total} if total is not None else {}))
+    def update(done: float, total: float | None = None, note: str | None = None) -> None:
+        changes = ({"total": total} if total is not None else {}) | ({"description": f"{label} {note}"} if note else {})
+        progress.update(bar, completed=done, **changes)
 
     try:
         yield update

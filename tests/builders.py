@@ -178,3 +178,15 @@ def documents_lake(root: Path, counts: dict[str, int], dataset: str = DOCUMENTS_
         write_table(lake, dataset, f"lang={lang}/{run}_00000.parquet", table)
     list_run(lake, run, dataset)
     return lake
+
+
+def tokenized_lake(root: Path, tokenizer: str = "tok") -> Lake:
+    """A lake with documents in three languages, a 400-token BPE `tokenizer` trained on them, and its
+    tokens for training (`tokens/<tokenizer>/documents/`, 10% held out): what the trainer reads."""
+    from model.tokens import TokenizeConfig, tokenize_dataset
+    from tokenizer_training.train import TokenizerConfig, train_tokenizer
+
+    lake = documents_lake(root, {"eng_Latn": 120, "fra_Latn": 60, "deu_Latn": 30})
+    train_tokenizer(lake, TokenizerConfig(name=tokenizer, vocab_size=400))
+    tokenize_dataset(lake, TokenizeConfig(tokenizer=tokenizer, val_fraction=0.1), "documents")
+    return lake

@@ -49,7 +49,8 @@ def logs_file(output: str) -> Path:
 @pytest.mark.skipif(not DEBIAN_REFERENCE.is_dir(), reason="needs Debian's documentation packages (make installs them)")
 def test_lmforge_run_is_a_short_report_without_tracebacks_and_a_rerun_changes_nothing(tmp_path, prefect_harness):
     args = ["run", "--lake", str(tmp_path / "lake"), "--sample", str(tmp_path / "s" / "docs.warc.gz"), "--pages-per-folder", "2"]
-    args.append("--no-synthetic")  # the synthetic stage has its own tests (test_synth_cli.py), on the shared server
+    # the synthetic and training stages have their own tests (test_synth_cli.py on the shared server, test_train_cli.py)
+    args += ["--no-synthetic", "--no-train"]
     first = lmforge(*args)
     assert first.returncode == 0, first.stdout
     output = first.stdout

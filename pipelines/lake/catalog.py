@@ -9,6 +9,9 @@ A view names the shards of the runs its dataset's manifest lists (`listed_shards
 as plain DuckDB over those files would: what a killed or replaced run left in the folder is never
 read, and a folder without a manifest shows nothing. Since the views name files, the catalog is
 rebuilt whenever a connection asks for `refresh` (every `query` and `stats` does).
+
+The `tokens` view has one row per tokenized dataset and split, read from the manifests under `tokens/`
+(the token shards themselves are not parquet).
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from pipelines.lake import (
     publish,
 )
 from pipelines.lake.synthetic_schemas import MESSAGES
+from pipelines.lake.token_layout import SPLITS, tokens_manifests
 
 CATALOG_FILE = "_catalog.duckdb"
 
@@ -92,9 +96,40 @@ def _manifests_select(lake: Lake) -> str:
     return f"SELECT * FROM read_json([{listed}], union_by_name = true, maximum_object_size = 1 << 28)"
 
 
+# the `tokens` view: (column, DuckDB type, how it is read from a manifest, `{s}` the split)
+_TOKENS_VIEW = [
+    ("tokenizer", "VARCHAR", "tokenizer"),
+    ("dataset", "VARCHAR", "dataset"),
+    ("source_dataset", "VARCHAR", "source_dataset"),
+    ("split", "VARCHAR", "'{s}'"),
+    ("documents", "BIGINT", "splits.{s}.documents"),
+    ("tokens", "BIGINT", "splits.{s}.tokens"),
+    ("bytes", "BIGINT", "splits.{s}.bytes"),
+    ("shards", "BIGINT", "len(splits.{s}.shards)"),
+    ("dtype", "VARCHAR", "dtype"),
+    ("run", "VARCHAR", "run"),
+]
+_SPLIT = "STRUCT(documents BIGINT, tokens BIGINT, bytes BIGINT, shards VARCHAR[])"
+
+
+def _tokens_select(lake: Lake) -> str:
+    """One row per tokens manifest (`tokens/<tokenizer>/<dataset>/`) and split."""
+    paths = tokens_manifests(lake)
+    if not paths:
+        return "SELECT " + ", ".join(f"CAST(NULL AS {t}) AS {c}" for c, t, _ in _TOKENS_VIEW) + " WHERE false"
+    read = {c: t for c, t, field in _TOKENS_VIEW if field == c}
+    read["splits"] = f"STRUCT({', '.join(f'{s} {_SPLIT}' for s in SPLITS)})"
+    spec = ", ".join(f"{_quote(c)}: {_quote(t)}" for c, t in read.items())
+    source = f"read_json([{', '.join(map(_quote, paths))}], columns = {{{spec}}})"
+    return " UNION ALL ".join(
+        "SELECT " + ", ".join(f"{field.format(s=s)} AS {c}" for c, _, field in _TOKENS_VIEW) + f" FROM {source}" for s in SPLITS
+    )
+
+
 def view_definitions(lake: Lake) -> dict[str, str]:
     views = {name: _dataset_select(lake, dataset) for name, dataset in VIEWS.items()}
     views["manifests"] = _manifests_select(lake)
+    views["tokens"] = _tokens_select(lake)
     return views
 
 
@@ -144,7 +179,7 @@ def query(lake: Lake, sql: str) -> QueryResult:
         try:
             relation = con.sql(sql)
         except duckdb.Error as e:
-            raise CatalogError(f"{e}\nviews: {', '.join([*VIEWS, 'manifests'])}") from e
+            raise CatalogError(f"{e}\nviews: {', '.join([*VIEWS, 'manifests', 'tokens'])}") from e
         if relation is None:  # a statement with no result set
             return QueryResult([], [])
         return QueryResult(relation.columns, relation.fetchall())
@@ -168,6 +203,8 @@ STATS_QUERIES: dict[str, str] = {
     "synthetic set aside, by reason": """
         SELECT step AS generator, reason, count(*) AS rows FROM synthetic_rejected
         GROUP BY ALL ORDER BY rows DESC, generator, reason""",
+    "training tokens": """
+        SELECT tokenizer, dataset, split, documents, tokens FROM tokens ORDER BY tokenizer, dataset, split""",
     "datasets": "SELECT dataset, rows, bytes, shards, updated FROM manifests ORDER BY dataset",
 }
 

@@ -7,7 +7,9 @@ take space. `plan_gc` says what would go, `apply_gc` removes it:
 
 - per dataset, the shards named `[NNN_]<run>_<rank>.parquet` of a run that no dataset's manifest
   lists, and the run's `<dataset>/_datatrove/<run>/` logs;
-- the run's `_staging/<run>/`, `_work/<stage>/<run>/` and `_locks/<run>.lock`.
+- the run's `_staging/<run>/`, `_work/<stage>/<run>/` and `_locks/<run>.lock`;
+- in `tokens/<tokenizer>/<dataset>/`, the token shards (`<split>/<run>_<NNNNN>.bin`, `.idx.npy`) of a run
+  other than the one its manifest names (a tokenize run killed, or replaced by a newer one).
 
 A run listed by any manifest is never touched, nor is a file whose name no run wrote (it is only
 reported as unrecognised). A run that may still be executing is left alone and reported with the
@@ -19,6 +21,7 @@ job may wait in the queue).
 
 from __future__ import annotations
 
+import posixpath
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -39,6 +42,7 @@ from pipelines.lake.contract import (
     shard_run,
 )
 from pipelines.lake.locks import RunInProgress, is_running, run_lock
+from pipelines.lake.token_layout import token_shard_run, token_shards, tokens_folder, tokens_manifests, tokens_run
 
 DATASETS = tuple(SCHEMAS)  # the datasets whose shards are named by run
 DEFAULT_GRACE_MINUTES = 60.0
@@ -51,7 +55,7 @@ class Orphan:
 
     run: str
     where: str  # the dataset it belongs to, or the lake folder (`_staging`, `_work/dedup`, `_locks`)
-    kind: str  # shard | logs | staging | work | lock
+    kind: str  # shard | tokens | logs | staging | work | lock
     path: str
     bytes: int
 
@@ -147,8 +151,14 @@ def plan_gc(lake: Lake, grace_minutes: float = DEFAULT_GRACE_MINUTES) -> GcPlan:
     the files no run wrote. Reads only listings, manifests and file metadata."""
     fs = lake.fs
     listed = set().union(*(listed_runs(lake, d) for d in DATASETS))
+    tokens_listed = {posixpath.dirname(m): tokens_run(lake, posixpath.dirname(m)) for m in tokens_manifests(lake)}
+    listed |= {run for run in tokens_listed.values() if run}
     candidates: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
     unrecognised: list[str] = []
+    for shard in token_shards(lake):
+        folder = tokens_folder(shard)
+        if token_shard_run(shard) != tokens_listed.get(folder):
+            candidates[token_shard_run(shard)].append((folder.removeprefix(lake.root).lstrip("/"), "tokens", shard))
     for dataset in DATASETS:
         for shard in lake.shards(dataset):
             run = shard_run(shard)

@@ -65,4 +65,6 @@ def model_label(model: str) -> str:
     path = Path(model)
     if path.name == DEFAULT_MODEL_FOLDER and path.parent.name == MODELS:
         return DEFAULT_MODEL_NOTE
-    return path.name if path.is_absolute() else model
+    if not path.is_absolute():
+        return model
+    return f"{path.parent.name}/{path.name}" if path.name == "hf" else path.name  # an lmforge export: checkpoints/<run>/hf

@@ -17,6 +17,7 @@ and stops it at the end or on failure. Its output goes to a log file the errors 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import signal
 import socket
@@ -55,7 +56,7 @@ class ServerConfig(BaseModel):
     )
     host: str = "127.0.0.1"
     port: int | None = None
-    max_model_len: int = 4096
+    max_model_len: int | None = Field(None, description="vLLM context length; default 4096, or the model config's if less")
     dtype: str = Field("float32", description="CPU: float32 (bf16 is 4-7x slower on these CPUs, DESIGN §8)")
     enforce_eager: bool = Field(True, description="skip torch.compile: ~50 s start instead of ~140 s on CPU, ~0.55x tok/s")
     tensor_parallel: int = 1
@@ -129,6 +130,16 @@ def served_name(config: ServerConfig) -> str:
     return config.served_name or Path(config.model).name
 
 
+def context_length(config: ServerConfig, default: int = 4096) -> int:
+    """The context vLLM is given: the configured one, else 4096 capped at a local model's
+    `max_position_embeddings` (vLLM refuses to start asked for more, as with a small exported checkpoint)."""
+    if config.max_model_len:
+        return config.max_model_len
+    model_config = Path(config.model) / "config.json"
+    limit = json.loads(model_config.read_text()).get("max_position_embeddings") if model_config.is_file() else None
+    return min(default, limit) if isinstance(limit, int) else default
+
+
 def server_command(config: ServerConfig, python: str, port: int) -> list[str]:
     name = served_name(config)
     if config.kind == "transformers":
@@ -142,7 +153,7 @@ def server_command(config: ServerConfig, python: str, port: int) -> list[str]:
         python, "-m", "vllm.entrypoints.openai.api_server",
         "--model", config.model, "--served-model-name", name,
         "--host", config.host, "--port", str(port),
-        "--dtype", config.dtype, "--max-model-len", str(config.max_model_len),
+        "--dtype", config.dtype, "--max-model-len", str(context_length(config)),
         "--disable-uvicorn-access-log",
     ]  # fmt: skip
     if config.enforce_eager:

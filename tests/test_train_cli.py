@@ -1,0 +1,56 @@
+"""`lmforge train …` as a user runs it (a real Prefect flow, its progress bar and summary), its
+one-line errors, and the default job's training stage."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from builders import tokenized_lake
+from test_console import lmforge
+
+from flows.sample_training import sample_training_flow
+from pipelines.lake import Lake
+
+
+@pytest.fixture(scope="module")
+def lake(tmp_path_factory) -> Lake:
+    return tokenized_lake(tmp_path_factory.mktemp("train-cli") / "lake")
+
+
+def test_train_pretrain_shows_progress_a_summary_and_writes_an_hf_export(lake, prefect_harness):
+    options = ["--tokenizer", "tok", "--lake", lake.root, "--seq-len", "32", "--batch-size", "4", "--steps", "12"]
+    result = lmforge("train", "pretrain", "cli", *options, "--eval-every", "6", "--checkpoint-every", "6")
+    assert result.returncode == 0, result.stdout
+    assert "pretrain cli: 12 steps" in result.stdout and "held-out bpb" in result.stdout and "MFU" in result.stdout
+    assert "━" in result.stdout and "Traceback" not in result.stdout
+    export = Path(lake.path("checkpoints", "cli", "hf"))
+    assert json.loads((export / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]
+    assert f"Hugging Face export: {export}" in " ".join(result.stdout.split())
+
+    changed = lmforge("train", "pretrain", "cli", *options[:-1], "24", "--eval-every", "6")
+    assert changed.returncode == 1 and "Traceback" not in changed.stdout
+    assert "steps changed" in changed.stdout and "--force" in changed.stdout
+
+
+def test_train_errors_are_one_line(lake, prefect_harness):
+    missing = lmforge("train", "sft", "x", "--tokenizer", "nope", "--lake", lake.root)
+    assert missing.returncode == 1 and "no tokenizer 'nope'" in missing.stdout and "tok" in missing.stdout
+    untokenized = lmforge("train", "pretrain", "y", "--tokenizer", "tok", "--data", "synthetic/wrap", "--lake", lake.root)
+    assert untokenized.returncode == 1 and "lmforge tokenize --tokenizer tok --dataset synthetic/wrap" in untokenized.stdout
+    assert "Traceback" not in missing.stdout + untokenized.stdout
+
+
+def test_the_default_jobs_training_stage_trains_three_models_from_the_lake(lake, prefect_harness):
+    """Without synthetic data: documents alone, the seed tasks for SFT, mismatched answers for the reward model."""
+    result = sample_training_flow(lake.root, "tok", synthetic=False, pretrain_steps=8, tune_steps=4)
+    assert result.mixture == "documents:1"
+    assert [r.objective for r in result.runs] == ["pretrain", "sft", "reward"]
+    assert all(Path(r.export, "model.safetensors").is_file() for r in result.runs)
+    assert json.loads(Path(result.runs[2].export, "config.json").read_text())["architectures"] == [
+        "LlamaForSequenceClassification"
+    ]
+    assert result.pairs.endswith("sample-mismatched-pairs.jsonl")
+    again = sample_training_flow(lake.root, "tok", synthetic=False, pretrain_steps=8, tune_steps=4)
+    assert [r.seconds for r in again.runs] == [r.seconds for r in result.runs]  # finished: the stored results, nothing retrained
