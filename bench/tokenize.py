@@ -1,22 +1,25 @@
 """Benchmark: tokenize for training (ours, from parquet to token shards) vs raw `tokenizers` batch encoding, same text.
 
-    python bench/tokenize.py [--lake lake] [--tokenizer sample-8k] [--batch 1000] [--repeats 7]
-                             [--json bench/results/tokenize.json]
+    python bench/tokenize.py [--lake lake] [--tokenizer sample-8k] [--batch 1000] [--batch-bytes 1000000]
+                             [--repeats 7] [--json bench/results/tokenize.json]
 
 The text is the lake's `documents` (`documents/dedup`, its listed shards) and the tokenizer the lake's
 `tokenizers/<name>/tokenizer.json`; a lake without them gets a generated multilingual text (several
-scripts, ~2 MB) and an 8k BPE trained on it. Same texts, same batch size, same process, sides alternating,
-medians over the repetitions:
+scripts, ~2 MB) and an 8k BPE trained on it. Same texts, same encode calls (a call ends with the document
+that reaches `--batch` documents or `--batch-bytes` of text, across shards, as ours cuts them), sides
+alternating, medians over the repetitions; each run in a fresh spawned process, its inputs loaded before its
+clock starts, so nothing one run allocated or cached helps or hinders another:
 
 - **ours**: `tokenize_dataset` into a scratch copy of the lake (its `tokens/` and `_work/` cleared before
   each run): reads the shards a record batch at a time, splits by id hash, encodes, writes .bin + .idx.npy,
-  publishes, writes the manifest; its clock covers the whole call, tokenizer load included.
+  publishes, writes the manifest; its clock covers the whole call, tokenizer load included (the process's
+  one-time imports are done before: pandas, which pyarrow loads on its first conversion, and package metadata).
 - **raw encode_batch**: `Tokenizer.encode_batch(texts[i:i+batch], add_special_tokens=False)` over the texts
   held in memory as a Python list, ids read (`len(e.ids)`), nothing written: the anchor (target ≥ 0.9×).
-- **raw encode_batch_fast**: the same with `encode_batch_fast` (no offsets), what ours calls: a stricter anchor.
+- **raw encode_batch_fast**: the same with `encode_batch_fast` (no offsets), for comparison.
 - **datatrove DocumentTokenizer**: datatrove 0.10's step on the same local tokenizer.json (offline), shuffling
   off, `<|endoftext|>` appended by its post-processor, writing its .ds/.ds.index files; its input Documents
-  built before the clock. For scale, not a target.
+  built before the clock, `batch_size=--batch` (it has no byte bound). For scale, not a target.
 
 MB/s = UTF-8 MB of text / wall seconds; tokens/s counts ids without the `<|endoftext|>` ids, so every side
 counts the same tokens (checked equal). CPU seconds (all threads) are printed too: this VM's wall time varies
@@ -45,7 +48,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._harness import cpu_seconds, paired_ratio  # noqa: E402
+from bench._harness import bench_log, cpu_seconds, in_fresh_process, paired_ratio, quiet_loguru  # noqa: E402
 
 SIDES = ("ours", "raw encode_batch", "raw encode_batch_fast", "datatrove")
 
@@ -103,115 +106,147 @@ def prepare(lake_root: str, tokenizer: str, tmp: str) -> tuple[str, str, list[st
     return scratch.root, "generated", texts, "generated multilingual text (no documents or tokenizer in the lake)"
 
 
-def run_ours(root: str, tokenizer: str, batch: int) -> int:
-    from model.tokens import TokenizeConfig, tokenize_dataset
-    from pipelines.lake import Lake
+def scratch_texts(root: str) -> list[str]:
+    """The documents' texts in the order ours reads them (the listed shards, sorted)."""
+    from pipelines.lake import DOCUMENTS_DEDUP, Lake, listed_shards, read_shard
 
-    for leftover in ("tokens", "_work"):
-        shutil.rmtree(os.path.join(root, leftover), ignore_errors=True)
-    manifest = tokenize_dataset(Lake.at(root), TokenizeConfig(tokenizer=tokenizer, batch_rows=batch), "documents").manifest
-    return manifest.tokens - manifest.documents  # without the <|endoftext|> ids
+    lake = Lake.at(root)
+    return [t for s in listed_shards(lake, DOCUMENTS_DEDUP) for t in read_shard(lake.fs, s, ["text"]).column("text").to_pylist()]
 
 
-def run_raw(tok, texts: list[str], batch: int, fast: bool) -> int:  # noqa: ANN001
-    encode = tok.encode_batch_fast if fast else tok.encode_batch
-    return sum(len(e.ids) for i in range(0, len(texts), batch) for e in encode(texts[i : i + batch], add_special_tokens=False))
+def groups(texts: list[str], batch: int, batch_bytes: int) -> list[list[str]]:
+    """The texts cut as ours cuts them into encode calls: a call ends with the document that reaches `batch`
+    documents or `batch_bytes` bytes."""
+    cut, group, size = [], [], 0
+    for text in texts:
+        group.append(text)
+        size += len(text.encode())
+        if len(group) >= batch or size >= batch_bytes:
+            cut.append(group)
+            group, size = [], 0
+    return cut + [group] if group else cut
 
 
-def run_datatrove(tokenizer_json: str, docs: list, batch: int, out: str) -> int:
-    from datatrove.pipeline.tokens.tokenizer import DocumentTokenizer
+def timed(work) -> dict:  # noqa: ANN001
+    started, used = time.perf_counter(), cpu_seconds()
+    tokens = work()
+    return {"wall": time.perf_counter() - started, "cpu": cpu_seconds() - used, "tokens": tokens}
 
-    shutil.rmtree(out, ignore_errors=True)
-    step = DocumentTokenizer(
-        out, tokenizer_json, eos_token="<|endoftext|>", shuffle_documents=False, batch_size=batch, save_final_metadata=False
-    )
-    step.run(iter(docs), 0, 1)
-    size = sum(f.stat().st_size for f in Path(out).glob("*.ds"))
-    return size // step.token_size - len(docs)
+
+def side(name: str, root: str, tokenizer: str, batch: int, batch_bytes: int) -> dict:
+    """One timed run of one side, in its own fresh process (`in_fresh_process`); inputs are loaded before the clock."""
+    quiet_loguru()
+    tokenizer_json = os.path.join(root, "tokenizers", tokenizer, "tokenizer.json")
+    if name == "ours":
+        from importlib import metadata
+
+        import pandas  # noqa: F401  pyarrow imports it on its first conversion: an import, outside the clocks
+
+        from model.tokens import TokenizeConfig, tokenize_dataset
+        from pipelines.lake import Lake
+
+        metadata.version("tokenizers")  # the first look-up reads every installed distribution once per process
+
+        for leftover in ("tokens", "_work"):
+            shutil.rmtree(os.path.join(root, leftover), ignore_errors=True)
+        config = TokenizeConfig(tokenizer=tokenizer, batch_rows=batch, batch_bytes=batch_bytes)
+
+        def ours() -> int:
+            manifest = tokenize_dataset(Lake.at(root), config, "documents").manifest
+            return manifest.tokens - manifest.documents  # without the <|endoftext|> ids
+
+        return timed(ours)
+    texts = scratch_texts(root)
+    if name == "datatrove":
+        from datatrove.data import Document
+        from datatrove.pipeline.tokens.tokenizer import DocumentTokenizer
+
+        docs = [Document(text=t, id=str(i)) for i, t in enumerate(texts)]
+        out = os.path.join(os.path.dirname(root), "datatrove")
+        shutil.rmtree(out, ignore_errors=True)
+        step = DocumentTokenizer(
+            out, tokenizer_json, eos_token="<|endoftext|>", shuffle_documents=False, batch_size=batch, save_final_metadata=False
+        )
+
+        def datatrove() -> int:
+            step.run(iter(docs), 0, 1)
+            return sum(f.stat().st_size for f in Path(out).glob("*.ds")) // step.token_size - len(docs)
+
+        return timed(datatrove)
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(tokenizer_json)
+    tok.encode_special_tokens = True  # as ours: text is text
+    encode = tok.encode_batch_fast if name == "raw encode_batch_fast" else tok.encode_batch
+    batches = groups(texts, batch, batch_bytes)
+    return timed(lambda: sum(len(e.ids) for texts in batches for e in encode(texts, add_special_tokens=False)))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--lake", default="lake", help="a lake with documents/dedup and tokenizers/<name> (`make run` builds ./lake)"
-    )
+    parser.add_argument("--lake", default="lake", help="a lake with documents/dedup and tokenizers/<name> (`make run` builds it)")
     parser.add_argument("--tokenizer", default="sample-8k")
-    parser.add_argument("--batch", type=int, default=1000, help="documents per encode_batch call, every side")
+    parser.add_argument("--batch", type=int, default=1000, help="documents per encode call, about, every side")
+    parser.add_argument("--batch-bytes", type=int, default=1_000_000, help="text per encode call, about (ours and raw)")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
 
-    from bench._harness import quiet_loguru
-
-    quiet_loguru()
-    from datatrove.data import Document
-    from tokenizers import Tokenizer
-
     with tempfile.TemporaryDirectory(prefix="lmforge-bench-tokenize-") as tmp:
         root, name, texts, source = prepare(args.lake, args.tokenizer, tmp)
-        tokenizer_json = os.path.join(root, "tokenizers", name, "tokenizer.json")
-        tok = Tokenizer.from_file(tokenizer_json)
-        tok.encode_special_tokens = True  # as ours: text is text
-        docs = [Document(text=t, id=str(i)) for i, t in enumerate(texts)]
         mb = sum(len(t.encode()) for t in texts) / 1e6
+        calls = len(groups(texts, args.batch, args.batch_bytes))
         print(
-            f"text: {len(texts)} documents, {mb:.2f} MB from {source}; batch {args.batch}; "
+            f"text: {len(texts)} documents, {mb:.2f} MB from {source}; {calls} encode calls "
+            f"(about {args.batch} documents or {args.batch_bytes / 1e6:g} MB each); "
             f"TOKENIZERS_PARALLELISM={os.environ.get('TOKENIZERS_PARALLELISM', '(unset: parallel)')}, {os.cpu_count()} CPUs"
         )
-        runs = {
-            "ours": lambda: run_ours(root, name, args.batch),
-            "raw encode_batch": lambda: run_raw(tok, texts, args.batch, fast=False),
-            "raw encode_batch_fast": lambda: run_raw(tok, texts, args.batch, fast=True),
-            "datatrove": lambda: run_datatrove(tokenizer_json, docs, args.batch, os.path.join(tmp, "datatrove")),
-        }
-        wall: dict[str, list[float]] = {s: [] for s in SIDES}
-        cpu: dict[str, list[float]] = {s: [] for s in SIDES}
-        counts: dict[str, set[int]] = {s: set() for s in SIDES}
+        runs: dict[str, list[dict]] = {s: [] for s in SIDES}
         for i in range(args.repeats):
-            for side in SIDES if i % 2 == 0 else SIDES[::-1]:  # alternate, so drift favours no side
-                started, used = time.perf_counter(), cpu_seconds()
-                counts[side].add(runs[side]())
-                wall[side].append(time.perf_counter() - started)
-                cpu[side].append(cpu_seconds() - used)
-        tokens = counts["raw encode_batch"]
-        assert len(tokens) == 1 and all(c == tokens for c in counts.values()), counts
-        n_tokens = tokens.pop()
-        figures: dict = {
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-            "source": source,
-            "documents": len(texts),
-            "mb": round(mb, 3),
-            "tokens": n_tokens,
-            "batch": args.batch,
-            "repeats": args.repeats,
-            "sides": {},
+            for s in SIDES if i % 2 == 0 else SIDES[::-1]:  # alternate, so drift favours no side
+                runs[s].append(in_fresh_process(side, s, root, name, args.batch, args.batch_bytes, log=bench_log("tokenize")))
+    counts = {s: {r["tokens"] for r in rs} for s, rs in runs.items()}
+    assert all(c == counts["raw encode_batch"] and len(c) == 1 for c in counts.values()), counts
+    n_tokens = counts["ours"].pop()
+    figures: dict = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "source": source,
+        "documents": len(texts),
+        "mb": round(mb, 3),
+        "tokens": n_tokens,
+        "batch": args.batch,
+        "batch_bytes": args.batch_bytes,
+        "encode_calls": calls,
+        "repeats": args.repeats,
+        "sides": {},
+    }
+    wall = {s: [r["wall"] for r in rs] for s, rs in runs.items()}
+    for s in SIDES:
+        median, cpu_median = statistics.median(wall[s]), statistics.median(r["cpu"] for r in runs[s])
+        figures["sides"][s] = {
+            "mb_per_s": round(mb / median, 3),
+            "tokens_per_s": round(n_tokens / median),
+            "median_s": round(median, 4),
+            "cpu_s": round(cpu_median, 4),
+            "wall_s": [round(t, 4) for t in wall[s]],
         }
-        for side in SIDES:
-            median, cpu_median = statistics.median(wall[side]), statistics.median(cpu[side])
-            figures["sides"][side] = {
-                "mb_per_s": round(mb / median, 3),
-                "tokens_per_s": round(n_tokens / median),
-                "median_s": round(median, 4),
-                "cpu_s": round(cpu_median, 4),
-                "wall_s": [round(t, 4) for t in wall[side]],
-            }
-            print(
-                f"{side:>22}: {mb / median:6.2f} MB/s  {n_tokens / median / 1e6:5.2f} M tokens/s  "
-                f"median {median:6.3f} s  cpu {cpu_median:6.3f} s"
-            )
-        ours = figures["sides"]["ours"]
-        for anchor in SIDES[1:]:
-            ratio = figures["sides"][anchor]["median_s"] / ours["median_s"]
-            paired = paired_ratio(wall[anchor], wall["ours"])
-            cpu_ratio = figures["sides"][anchor]["cpu_s"] / ours["cpu_s"]
-            figures["sides"][anchor] |= {
-                "ours_ratio": round(ratio, 3),
-                "ours_paired_ratio": round(paired, 3),
-                "ours_cpu_ratio": round(cpu_ratio, 3),
-            }
-            target = " (target >= 0.9)" if anchor == "raw encode_batch" else ""
-            print(f"ours / {anchor}: {ratio:.3f}x{target}; paired runs {paired:.3f}x; CPU time {cpu_ratio:.3f}x")
-        print(f"{n_tokens} tokens on every side (without <|endoftext|>)")
+        print(
+            f"{s:>22}: {mb / median:6.2f} MB/s  {n_tokens / median / 1e6:5.2f} M tokens/s  "
+            f"median {median:6.3f} s  cpu {cpu_median:6.3f} s"
+        )
+    ours = figures["sides"]["ours"]
+    for anchor in SIDES[1:]:
+        ratio = figures["sides"][anchor]["median_s"] / ours["median_s"]
+        paired = paired_ratio(wall[anchor], wall["ours"])
+        cpu_ratio = figures["sides"][anchor]["cpu_s"] / ours["cpu_s"]
+        figures["sides"][anchor] |= {
+            "ours_ratio": round(ratio, 3),
+            "ours_paired_ratio": round(paired, 3),
+            "ours_cpu_ratio": round(cpu_ratio, 3),
+        }
+        target = " (target >= 0.9)" if anchor == "raw encode_batch" else ""
+        print(f"ours / {anchor}: {ratio:.3f}x{target}; paired runs {paired:.3f}x; CPU time {cpu_ratio:.3f}x")
+    print(f"{n_tokens} tokens on every side (without <|endoftext|>)")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(figures, indent=2) + "\n")

@@ -13,10 +13,10 @@ one batch are compared first, in fp32 without compilation. A training step is th
 sides: logits, `F.cross_entropy` on the next-token targets (in fp32), backward, AdamW step (fused on
 CUDA), `zero_grad`; under bf16 autocast when `--dtype bf16`; `torch.compile` on forward + loss when
 compiled. `--warmup` untimed steps per side (compilation happens there); then `--rounds` rounds of
-`--steps` steps per side, sides alternating first, so drift cancels; each step is timed (CUDA
-events on a GPU); tokens/s comes from the median step time over all rounds, the ratio is the median
-over rounds of HF's median step time over ours (medians: robust to a step another process takes the
-CPU from). MFU uses `flops_per_token(T)` (6N + 12·L·d·T, the same for both: one architecture) over
+`--steps` steps per side, the sides alternating step by step, so each pair of steps sees the same
+machine and drift cancels; each step is timed (CUDA events on a GPU); tokens/s comes from the median
+step time, the ratio is the median over pairs of HF's step time over ours (medians: robust to a step
+another process takes the CPU from). MFU uses `flops_per_token(T)` (6N + 12·L·d·T, the same for both: one architecture) over
 `model.mfu.peak_flops`; a CPU's peak is an order of magnitude, so its MFU is indicative only. On CPU
 the ratio is also given by process CPU time per step, which other processes on the cores do not
 inflate. Targets: CPU ≥ 1.0x HF; GPU ≥ 50% MFU and ≥ 1.3x HF compiled (DESIGN §6, §8). Runs on a
@@ -167,33 +167,41 @@ def trainer(
     return step
 
 
-def timed(
-    step: Callable[[torch.Tensor, torch.Tensor], None],
+def timed_round(
+    steps: dict[str, Callable[[torch.Tensor, torch.Tensor], None]],
     batches: list[tuple[torch.Tensor, torch.Tensor]],
-    steps: int,
+    n: int,
+    first: int,
     device: torch.device,
-    cpu_times: list[float],
-) -> list[float]:
-    """Wall seconds of each of `steps` training steps. On CUDA, events around each step and one
-    synchronisation at the end, so timing does not stall the queue between steps; on CPU, each
-    step's process CPU seconds are appended to `cpu_times` too (not inflated when other processes
-    take the cores)."""
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """`n` training steps per side, the sides alternating step by step (which goes first alternates too,
+    from `first`), so each pair of steps sees the same machine. Returns each step's wall seconds and,
+    on CPU, its process CPU seconds (not inflated when other processes take the cores), by side. On
+    CUDA, events around each step and one synchronisation at the end, so timing does not stall the
+    queue between steps."""
+    sides = list(steps)
+    wall: dict[str, list] = {side: [] for side in sides}
+    cpu: dict[str, list[float]] = {side: [] for side in sides}
     if device.type == "cuda":
         torch.cuda.synchronize()
-        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(steps)]
-        for i, (start, end) in enumerate(events):
-            start.record()
-            step(*batches[i % len(batches)])
-            end.record()
+    for i in range(n):
+        for side in sides if (first + i) % 2 == 0 else sides[::-1]:
+            batch = batches[i % len(batches)]
+            if device.type == "cuda":
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                steps[side](*batch)
+                end.record()
+                wall[side].append((start, end))
+                continue
+            started, cpu_started = time.perf_counter(), cpu_seconds()
+            steps[side](*batch)
+            wall[side].append(time.perf_counter() - started)
+            cpu[side].append(cpu_seconds() - cpu_started)
+    if device.type == "cuda":
         torch.cuda.synchronize()
-        return [start.elapsed_time(end) / 1000 for start, end in events]
-    times = []
-    for i in range(steps):
-        started, cpu_started = time.perf_counter(), cpu_seconds()
-        step(*batches[i % len(batches)])
-        times.append(time.perf_counter() - started)
-        cpu_times.append(cpu_seconds() - cpu_started)
-    return times
+        wall = {side: [start.elapsed_time(end) / 1000 for start, end in events] for side, events in wall.items()}
+    return wall, cpu
 
 
 def parse_args() -> argparse.Namespace:
@@ -276,29 +284,26 @@ def main() -> None:
     }
     for side, step in steps.items():
         started = time.perf_counter()
-        timed(step, batches, args.warmup, device, [])
+        timed_round({side: step}, batches, args.warmup, 0, device)
         print(f"warm-up {side:>4}: {args.warmup} steps in {time.perf_counter() - started:.1f} s")
 
-    # Per-step times, medians: robust to a step the host (or a neighbour's process) takes the CPU from.
+    # Per-step times and medians: robust to a step the host (or a neighbour's process) takes the CPU from.
     tokens_per_step = args.batch * args.seq
-    seconds: dict[str, list[list[float]]] = {"ours": [], "hf": []}
-    cpu_times: dict[str, list[list[float]]] = {"ours": [], "hf": []}
+    seconds: dict[str, list[float]] = {"ours": [], "hf": []}
+    cpu_times: dict[str, list[float]] = {"ours": [], "hf": []}
     for r in range(args.rounds):
-        for side in ("ours", "hf") if r % 2 == 0 else ("hf", "ours"):
-            cpu_times[side].append([])
-            seconds[side].append(timed(steps[side], batches, args.steps, device, cpu_times[side][-1]))
-        ours_rate, hf_rate = (tokens_per_step / statistics.median(seconds[side][-1]) for side in ("ours", "hf"))
+        wall, cpu = timed_round(steps, batches, args.steps, r, device)
+        for side in seconds:
+            seconds[side] += wall[side]
+            cpu_times[side] += cpu[side]
+        ours_rate, hf_rate = (tokens_per_step / statistics.median(wall[side]) for side in ("ours", "hf"))
         print(f"round {r + 1}: ours {ours_rate:,.0f} tok/s, HF {hf_rate:,.0f} tok/s")
 
-    rate = {side: tokens_per_step / statistics.median(t for block in blocks for t in block) for side, blocks in seconds.items()}
+    rate = {side: tokens_per_step / statistics.median(times) for side, times in seconds.items()}
     utilisation = {side: mfu(rate[side], flops_per_token, peak) for side in rate}
-    # per round, HF's median step time over ours = our tok/s over HF's; the median over rounds
-    ratio = paired_ratio(*([statistics.median(block) for block in seconds[side]] for side in ("hf", "ours")))
-    cpu_ratio = (
-        None
-        if device.type == "cuda"
-        else paired_ratio(*([statistics.median(b) for b in cpu_times[side]] for side in ("hf", "ours")))
-    )
+    # over the pairs of steps, HF's time over ours = our tok/s over HF's
+    ratio = paired_ratio(seconds["hf"], seconds["ours"])
+    cpu_ratio = None if device.type == "cuda" else paired_ratio(cpu_times["hf"], cpu_times["ours"])
     marker = " (indicative: CPU peak is an estimate)" if device.type != "cuda" else ""
     print(f"\n{'side':<26}{'tok/s':>12}{'MFU':>10}")
     for side, label in (("hf", "HF LlamaForCausalLM sdpa"), ("ours", "lmforge Transformer")):

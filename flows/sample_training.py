@@ -55,7 +55,7 @@ def reward_pairs(lake: Lake, sft_sources: str) -> str:
     return path
 
 
-@flow(name="sample training", log_prints=True)
+@flow(name="sample-training", log_prints=True)
 def sample_training_flow(
     lake: str | None, tokenizer: str, synthetic: bool, pretrain_steps: int = 300, tune_steps: int = 100
 ) -> SampleTraining:

@@ -13,10 +13,10 @@ def print_tokens(results: list[Any]) -> None:
     from flows.tokenize import summary_rows
 
     first = results[0].manifest
-    rows = summary_rows(results)
+    rows = [{k: v for k, v in row.items() if k != "run"} for row in summary_rows(results)]  # 80 columns
     title = (
-        f"tokens/{first.tokenizer}: vocabulary {first.vocab_size} ({first.dtype}), "
-        f"<|endoftext|> = {first.eot_id}, validation {first.parameters['val_fraction']:.2%} by id hash"
+        f"tokens/{first.tokenizer}: {first.vocab_size} ids ({first.dtype}), <|endoftext|> = {first.eot_id}, "
+        f"val {first.parameters['val_fraction']:.2%} by id hash"
     )
     out.print(rich_table(title, list(rows[0]), [list(r.values()) for r in rows]))
     for r in results:
@@ -27,7 +27,7 @@ def print_tokens(results: list[Any]) -> None:
             note = f"tokenized {m.bytes / 1e6:.1f} MB in {m.seconds:.1f} s"
             note += f", {r.resumed_shards} shards kept from a killed run" if r.resumed_shards else ""
             note += f", replaced run {r.replaced_run}" if r.replaced_run else ""
-        out.print(f"{r.dataset}: {r.path} ({note})", highlight=False, soft_wrap=True)
+        out.print(f"{r.dataset}: run {m.run} in {r.path} ({note})", highlight=False, soft_wrap=True)
         for reason, n in m.skipped.items():
             err.print(f"{r.dataset}: skipped {n} rows: {reason}", highlight=False, soft_wrap=True)
         if not m.splits["val"].documents and m.parameters["val_fraction"] > 0:

@@ -210,9 +210,16 @@ class ExampleData:
     batch_size: int
     seed: int
 
+    source: str = ""
+    set_aside: tuple[SetAside, ...] = ()
+
     def __post_init__(self) -> None:
         if not self.rows:
-            raise DataError("no training rows left after the held-out split and the rows set aside")
+            reasons: dict[str, int] = {}
+            for item in self.set_aside:
+                reasons[item.reason] = reasons.get(item.reason, 0) + 1
+            why = ", ".join(f"{n} {reason}" for reason, n in reasons.items()) or "none"
+            raise DataError(f"{self.source}: no row left to train on after the held-out split (set aside: {why})")
 
     def batch(self, index: int) -> list[Any]:
         n = len(self.rows)

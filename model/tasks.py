@@ -204,7 +204,7 @@ def sft_task(lake: Lake, tokenizer: str, source: str, seq_len: int, batch_size: 
     rows = read_sources(lake, source)
     kept, aside = _rendered(rows, lambda row: render_chat(chat, chat_messages(row), seq_len + 1))
     train, held = split_rows(kept, val_fraction)
-    data = ExampleData(train, batch_size, seed)
+    data = ExampleData(train, batch_size, seed, source, tuple(aside))
     pad = chat.pad_token_id
     sizes = token_bytes(tokenizer_dir(lake, tokenizer))
     return Task(
@@ -248,7 +248,7 @@ def pairs_task(
     rows = read_sources(lake, source)
     kept, aside = _rendered(rows, lambda row: render_pair(chat, row, seq_len))
     train, held = split_rows(kept, val_fraction)
-    data = ExampleData(train, batch_size, seed)
+    data = ExampleData(train, batch_size, seed, source, tuple(aside))
     pad = chat.pad_token_id
 
     def collate(pairs: list[tuple[Example, Example]]) -> Batch:

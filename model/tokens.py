@@ -15,13 +15,16 @@ The format (the trainer's data loader depends on exactly this):
 - `_manifest.json` (`TokensManifest`) names the run whose shards make the folder and lists them per split.
 - Text is text: a literal `<|endoftext|>` inside a document is encoded as its characters, never as the id.
 
-Each input shard's outputs are written under temporary names and renamed, then recorded by a marker in
-`_work/tokenize/<run>/`, so a killed run resumes where it stopped; the manifest is published last, and only
-then are an earlier run's files removed. The same inputs again are a no-op.
+The text streams a record batch at a time; batches are gathered across input shards into `encode_batch` calls
+of about `batch_rows` documents or `batch_bytes` of text, and the next call runs in a thread while the last
+one's ids are written, so reading and writing hide behind the encoding. Each input shard's outputs are written
+under temporary names and renamed, then recorded by a marker in `_work/tokenize/<run>/`, so a killed run
+resumes where it stopped; the manifest is published last, and only then are an earlier run's files removed.
+The same inputs again are a no-op.
 
-Not datatrove's `DocumentTokenizer`: it loads a local tokenizer.json offline, but writes its own `.ds` /
-`.ds.index` files in place (no temporary names, no per-shard resume), shuffles by default and has no
-validation split or manifest, and packs each document with `struct.pack` (slower: `bench/tokenize.py`).
+Not datatrove's `DocumentTokenizer` (it does load a local tokenizer.json offline; `bench/tokenize.py` measures
+it): it writes its own `.ds` / `.ds.index` files in place, with no temporary names, no resume within a task, no
+validation split and no manifest, and shuffles unless told not to.
 """
 
 from __future__ import annotations
@@ -101,8 +104,8 @@ class TokenizeConfig(BaseModel):
     tokenizer: str = Field(pattern=_TOKENIZER, description="folder name under tokenizers/")
     val_fraction: float = Field(default=0.01, ge=0.0, le=0.5, description="documents held out for validation, by id hash")
     dtype: Literal["auto", "uint16", "uint32"] = Field(default="auto", description="token id type; auto: uint16 if it fits")
-    batch_rows: int = Field(default=1000, ge=1, description="documents per encode_batch call, at most")
-    batch_bytes: int = Field(default=4_000_000, ge=1, description="UTF-8 bytes of text per encode_batch call, about")
+    batch_rows: int = Field(default=1000, ge=1, description="documents per encode_batch call, about")
+    batch_bytes: int = Field(default=1_000_000, ge=1, description="UTF-8 bytes of text per encode_batch call, about")
 
 
 class SplitRecord(BaseModel):
@@ -313,6 +316,7 @@ def plan_tokenize(lake: Lake, config: TokenizeConfig, name: str) -> Plan:
     }
     run = fingerprint(
         {
+            "schema_version": SCHEMA_VERSION,  # a new format makes every run new
             "tokenizer_sha256": tok.sha256,
             "source": source,
             "source_runs": runs,
@@ -426,20 +430,45 @@ def _read(lake: Lake, config: TokenizeConfig, index: int, shard: str) -> Iterato
     yield batch
 
 
-def _encode_ahead(tokenizer: Tokenizer, batches: Iterator[_Batch]) -> Iterator[tuple[_Batch, list[Any]]]:
-    """Each batch with its encodings, the next batch's encoding already running in a thread (`encode_batch_fast`
-    releases the GIL), so reading, hashing and writing overlap the encoding instead of adding to it."""
+def _groups(batches: Iterator[_Batch], config: TokenizeConfig) -> Iterator[list[_Batch]]:
+    """Consecutive batches, across input shards, gathered into groups of about `batch_rows` documents or
+    `batch_bytes` of text: one encode call each, whatever the shards' sizes (small shards would otherwise
+    make small calls, which keep the tokenizer's threads idle)."""
+    group: list[_Batch] = []
+    rows = size = 0
+    for batch in batches:
+        group.append(batch)
+        rows, size = rows + len(batch.texts), size + int(batch.sizes.sum())
+        if rows >= config.batch_rows or size >= config.batch_bytes:
+            yield group
+            group, rows, size = [], 0, 0
+    if group:
+        yield group
+
+
+def _encode_ahead(tokenizer: Tokenizer, groups: Iterator[list[_Batch]]) -> Iterator[tuple[_Batch, list[Any]]]:
+    """Each batch with its encodings, in order. The next group's encoding already runs in a thread while this
+    one's are written (`encode_batch_fast` releases the GIL), so reading, hashing and writing overlap the encoding."""
+
+    def encode(group: list[_Batch]) -> list[Any]:
+        texts = list(chain.from_iterable(b.texts for b in group))
+        return tokenizer.encode_batch_fast(texts, add_special_tokens=False) if texts else []
+
     with ThreadPoolExecutor(1, thread_name_prefix="encode") as pool:
-        ahead: deque[tuple[_Batch, Future | None]] = deque()
-        for batch in batches:
-            encoding = pool.submit(tokenizer.encode_batch_fast, batch.texts, add_special_tokens=False) if batch.texts else None
-            ahead.append((batch, encoding))
+        ahead: deque[tuple[list[_Batch], Future]] = deque()
+        for group in groups:
+            ahead.append((group, pool.submit(encode, group)))
             if len(ahead) > 1:
-                done, encoded = ahead.popleft()
-                yield done, encoded.result() if encoded else []
+                yield from _split(*ahead.popleft())
         while ahead:
-            done, encoded = ahead.popleft()
-            yield done, encoded.result() if encoded else []
+            yield from _split(*ahead.popleft())
+
+
+def _split(group: list[_Batch], encoded: Future) -> Iterator[tuple[_Batch, list[Any]]]:
+    encodings, start = encoded.result(), 0
+    for batch in group:
+        yield batch, encodings[start : start + len(batch.texts)]
+        start += len(batch.texts)
 
 
 class _ShardWriter:
@@ -486,7 +515,7 @@ def _tokenize_shards(
     batches = chain.from_iterable(_read(lake, config, i, plan.shards[i]) for i in todo)
     writer: _ShardWriter | None = None
     try:
-        for batch, encodings in _encode_ahead(plan.tok.tokenizer, batches):
+        for batch, encodings in _encode_ahead(plan.tok.tokenizer, _groups(batches, config)):
             if writer is None:
                 writer = _ShardWriter(lake, plan, batch.index, plan.shards[batch.index])
             writer.write(batch, encodings, config.val_fraction)
@@ -581,6 +610,8 @@ def tokenize_dataset(
     plan = plan_tokenize(lake, config, name)
     manifest = _up_to_date(lake, plan)
     if manifest is not None:
+        if progress:
+            progress(plan.rows, plan.rows)
         return TokenizeResult(name, plan.dest, manifest, up_to_date=True)
     started = time.perf_counter()
     done = 0

@@ -368,6 +368,7 @@ def train(
 
     for step in range(start, config.steps):
         model.train()
+        lr = scheduler.get_last_lr()[0]  # this step's
         tick = time.perf_counter()
         values, tokens = train_step(net, optimizer, scheduler, task, step, config, world, device)
         if device.type == "cuda":
@@ -390,7 +391,7 @@ def train(
             )
         if step > start:  # the first step of a process compiles and warms caches
             speed.append(tokens / seconds)
-        final = {**values, "lr": scheduler.get_last_lr()[0]}
+        final = {**values, "lr": lr}
         rate = tokens / seconds
         entry = {"step": step + 1, "kind": "train", **final, "tokens_per_s": rate, "mfu": mfu(rate, flops, peak)}
         if (step + 1) % config.log_every == 0 or step + 1 == config.steps:

@@ -22,6 +22,14 @@ import pytest  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
+def one_torch_thread_per_worker():
+    """Under pytest-xdist, each process trains on one thread: two processes of two threads each on two
+    cores spin against each other (DESIGN §8) and the training tests take several times as long."""
+    if os.environ.get("PYTEST_XDIST_WORKER") and "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
 def loguru_to_current_stderr():
     """Start each test with a loguru sink that writes to whatever stderr is now.
 

@@ -60,7 +60,7 @@ def prefect(env: dict, *args: str) -> str:
     return done.stdout
 
 
-def test_prefect_yaml_deploys_the_scheduled_inbox_ingest_and_synthesis(prefect_server, tmp_path):
+def test_prefect_yaml_deploys_the_scheduled_inbox_ingest_synthesis_and_training(prefect_server, tmp_path):
     env = prefect_server | {"LMFORGE_HOME": str(ROOT), "INBOX": str(tmp_path / "inbox"), "LMFORGE_LAKE": str(tmp_path / "lake")}
     prefect(env, "work-pool", "create", "process", "--type", "process", "--overwrite")
     prefect(env, "--no-prompt", "deploy", "--all")
@@ -75,6 +75,11 @@ def test_prefect_yaml_deploys_the_scheduled_inbox_ingest_and_synthesis(prefect_s
     parameters = synthesize["parameters"]
     assert parameters["lake"] == str(tmp_path / "lake") and parameters["wrap"] == {"max_documents": 200}
     assert [s["schedule"]["cron"] for s in synthesize["schedules"]] == ["0 3 * * *"]
+    url = env["PREFECT_API_URL"] + "/deployments/name/sample-training/train-sample"
+    training = json.load(urllib.request.urlopen(url, timeout=10))
+    assert training["entrypoint"] == "flows/sample_training.py:sample_training_flow"
+    assert training["parameters"] == {"lake": str(tmp_path / "lake"), "tokenizer": "sample-8k", "synthetic": True}
+    assert [s["schedule"]["cron"] for s in training["schedules"]] == ["0 5 * * 0"]
 
 
 def test_inbox_flow_ingests_only_files_it_has_not_seen(tmp_path, prefect_harness):

@@ -132,6 +132,15 @@ def test_the_split_follows_the_id_whatever_the_order_or_sharding(lake, tmp_path,
     assert 0 < read_tokens_manifest(lake, "tok", "documents").splits["val"].documents < sum(COUNTS.values()) / 2
 
 
+def test_batch_sizes_change_the_speed_never_the_output(lake, tmp_path, bpe):
+    tokenize_dataset(lake, config(), "documents")
+    small = documents_lake(tmp_path / "small batches", COUNTS)
+    add_tokenizer(small, "tok", bpe["small"])
+    tokenize_dataset(small, config(batch_rows=3, batch_bytes=700), "documents")  # many calls, shards cut in pieces
+    ours, theirs = folder_files(lake), folder_files(small)
+    assert ours.keys() == theirs.keys() and all(ours[k] == theirs[k] for k in ours if k != "_manifest.json")
+
+
 def test_a_literal_end_of_text_in_a_document_is_encoded_as_text(tmp_path, bpe):
     lake = Lake.at(tmp_path / "lake")
     text = f"The first story ends here.{EOT}The second one starts here."

@@ -191,3 +191,12 @@ def test_two_ddp_processes_on_gloo_train_what_one_process_accumulating_two_micro
     for name in one:
         torch.testing.assert_close(ddp[name], one[name], rtol=1e-4, atol=1e-5)
     assert [round(v, 4) for _, v in losses(lake, "ddp")] == [round(v, 4) for _, v in losses(lake, "single")]
+
+
+def test_rows_that_all_lack_an_answer_or_pairs_that_are_all_equal_are_one_error_with_the_reasons(lake, tmp_path):
+    unanswered = write_jsonl(tmp_path / "q.jsonl", [{"id": f"q{i}", **chat(f"Why {i}?", None)} for i in range(3)])
+    with pytest.raises(DataError, match=r"no row left to train on .*set aside: 3 no_assistant_turn"):
+        train(TrainConfig(objective="sft", run="empty-sft", tokenizer=TOKENIZER, data=str(unanswered), export=False), lake)
+    same = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "Hi", "chosen": "Yo", "rejected": "Yo"}] * 3)
+    with pytest.raises(DataError, match=r"set aside: 3 chosen_equals_rejected"):
+        train(TrainConfig(objective="reward", run="empty-rm", tokenizer=TOKENIZER, data=str(same), export=False), lake)

@@ -54,3 +54,41 @@ def test_the_default_jobs_training_stage_trains_three_models_from_the_lake(lake,
     assert result.pairs.endswith("sample-mismatched-pairs.jsonl")
     again = sample_training_flow(lake.root, "tok", synthetic=False, pretrain_steps=8, tune_steps=4)
     assert [r.seconds for r in again.runs] == [r.seconds for r in result.runs]  # finished: the stored results, nothing retrained
+
+
+@pytest.mark.slow
+def test_a_run_killed_mid_way_resumes_and_logs_the_uninterrupted_curve(lake, prefect_harness):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from prefect.settings import PREFECT_API_URL
+
+    from model.train import read_metrics
+
+    options = ["--tokenizer", "tok", "--lake", lake.root, "--seq-len", "64", "--batch-size", "16", "--steps", "60"]
+    options += ["--checkpoint-every", "10", "--eval-every", "30", "--no-export"]
+    env = os.environ | {"PREFECT_API_URL": PREFECT_API_URL.value()}
+    command = [sys.executable, "-c", "from flows.cli import main; main()", "train", "pretrain"]
+    victim = subprocess.Popen([*command, "killed", *options], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run = Path(lake.path("checkpoints", "killed"))
+    deadline = time.monotonic() + 300
+    while not (run / "step_000020").exists() and victim.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert not (run / "step_000060").exists() and not (run / "result.json").exists()
+
+    resumed = lmforge("train", "pretrain", "killed", *options)
+    assert resumed.returncode == 0, resumed.stdout
+    whole = lmforge("train", "pretrain", "whole", *options)
+    assert whole.returncode == 0, whole.stdout
+    result = json.loads((run / "result.json").read_text())
+    assert result["resumed_from"] >= 20
+    curve = {
+        name: [(m["step"], m["loss"]) for m in read_metrics(Path(lake.path("checkpoints", name, "metrics.jsonl")))]
+        for name in ("killed", "whole")
+    }
+    assert curve["killed"] == curve["whole"] and len(curve["whole"]) == 62  # 60 steps + 2 evaluations, none twice
