@@ -17,8 +17,16 @@ from flows.tokenize import tokenize_flow
 from flows.train import train_flow
 from model.data import mismatched_pairs, read_sources
 from model.tokens import TokenizeConfig, TokenizeResult
-from model.train import CHECKPOINTS, TrainConfig, TrainResult
-from pipelines.lake import SYNTHETIC_PREFERENCES, SYNTHETIC_SELF_INSTRUCT, SYNTHETIC_WRAP, Lake, atomic_write_bytes, read_manifest
+from model.train import TrainConfig, TrainResult
+from pipelines.lake import (
+    CHECKPOINTS,
+    SYNTHETIC_PREFERENCES,
+    SYNTHETIC_SELF_INSTRUCT,
+    SYNTHETIC_WRAP,
+    Lake,
+    atomic_write_bytes,
+    read_manifest,
+)
 
 # Self-Instruct's seed tasks (instruction + instances): human-written instruction data beside the synthetic.
 SEED_TASKS = Path(__file__).resolve().parents[1] / "pipelines" / "synthetic" / "seeds" / "seed_tasks.jsonl"

@@ -34,9 +34,8 @@ from model.mfu import device_name, mfu, peak_flops
 from model.tasks import Task, pairs_task, pretrain_task, sft_task, tokenizer_dir
 from model.transformer import ModelConfig, Transformer, preset, with_head
 from pipelines.common.errors import UserError
-from pipelines.lake import Lake, atomic_write_bytes
+from pipelines.lake import CHECKPOINTS, TRAIN_METRICS, Lake, atomic_write_bytes
 
-CHECKPOINTS = "checkpoints"
 Objective = Literal["pretrain", "sft", "reward", "dpo"]
 # Fields that change what is logged or kept, never the numbers trained: a resume may change them.
 BOOKKEEPING = {"eval_every", "eval_batches", "checkpoint_every", "keep_checkpoints", "export", "log_every"}
@@ -346,7 +345,7 @@ def train(
         path.mkdir(parents=True, exist_ok=True)
         write_json(path / "run.json", record)
         write_set_aside(path, task)
-    log = MetricsLog(path / "metrics.jsonl", start) if world.main else None
+    log = MetricsLog(path / TRAIN_METRICS, start) if world.main else None
     net: torch.nn.Module = model
     if world.size > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -440,7 +439,7 @@ def train(
         seconds=time.perf_counter() - started,
     )
     if world.main:
-        plot_curves(read_metrics(path / "metrics.jsonl"), f"{config.objective} · {config.run}", path / "loss.png")
+        plot_curves(read_metrics(path / TRAIN_METRICS), f"{config.objective} · {config.run}", path / "loss.png")
         write_json(finished, asdict(result))
     return result
 

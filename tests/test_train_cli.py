@@ -28,6 +28,11 @@ def test_train_pretrain_shows_progress_a_summary_and_writes_an_hf_export(lake, p
     export = Path(lake.path("checkpoints", "cli", "hf"))
     assert json.loads((export / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]
     assert f"Hugging Face export: {export}" in " ".join(result.stdout.split())
+    stats = lmforge("stats", "--lake", lake.root)
+    assert "training runs" in stats.stdout and "cli" in stats.stdout, stats.stdout
+    sql = "SELECT kind, count(*) AS n FROM train_metrics WHERE run = 'cli' GROUP BY kind ORDER BY kind"
+    rows = json.loads(lmforge("query", sql, "--lake", lake.root, "--format", "json").stdout)
+    assert rows == [{"kind": "eval", "n": 2}, {"kind": "train", "n": 12}]
 
     changed = lmforge("train", "pretrain", "cli", *options[:-1], "24", "--eval-every", "6")
     assert changed.returncode == 1 and "Traceback" not in changed.stdout

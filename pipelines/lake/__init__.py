@@ -8,6 +8,7 @@ datatrove pipeline runs), `catalog` (DuckDB views), `locks` (held while a run ex
 """
 
 from pipelines.lake.contract import (
+    CHECKPOINTS,
     DEFAULT_LAKE,
     DOCUMENTS_CLEAN,
     DOCUMENTS_DEDUP,
@@ -25,6 +26,7 @@ from pipelines.lake.contract import (
     SCHEMAS,
     STAGING,
     TOKENIZERS,
+    TRAIN_METRICS,
     WORK_ROOT,
     InputRecord,
     Lake,
@@ -62,6 +64,7 @@ from pipelines.lake.synthetic_schemas import (
 )
 
 __all__ = [
+    "CHECKPOINTS",
     "DEFAULT_LAKE",
     "DOCUMENTS_CLEAN",
     "DOCUMENTS_DEDUP",
@@ -79,6 +82,7 @@ __all__ = [
     "SCHEMAS",
     "STAGING",
     "TOKENIZERS",
+    "TRAIN_METRICS",
     "WORK_ROOT",
     "InputRecord",
     "Lake",

@@ -26,6 +26,7 @@ import pyarrow as pa
 from fsspec.implementations.local import LocalFileSystem
 
 from pipelines.lake import (
+    CHECKPOINTS,
     DOCUMENTS_CLEAN,
     DOCUMENTS_DEDUP,
     MANIFEST,
@@ -36,6 +37,7 @@ from pipelines.lake import (
     SYNTHETIC_REJECTED,
     SYNTHETIC_SELF_INSTRUCT,
     SYNTHETIC_WRAP,
+    TRAIN_METRICS,
     Lake,
     listed_shards,
     publish,
@@ -126,10 +128,33 @@ def _tokens_select(lake: Lake) -> str:
     )
 
 
+# the `train_metrics` view: every line of every training run's metrics.jsonl (a field a line lacks is NULL)
+_METRICS = {"step": "BIGINT", "kind": "VARCHAR", "loss": "DOUBLE", "lr": "DOUBLE", "grad_norm": "DOUBLE"}
+_METRICS |= {"tokens_per_s": "DOUBLE", "mfu": "DOUBLE", "bpb": "DOUBLE", "accuracy": "DOUBLE", "margin": "DOUBLE"}
+
+
+def _train_metrics_select(lake: Lake) -> str:
+    """One row per logged step or evaluation of each run under `checkpoints/<run>/`."""
+    fs = lake.fs
+    found = fs.glob(lake.path(CHECKPOINTS, "*", TRAIN_METRICS))
+    paths = sorted(p if lake.is_local else fs.unstrip_protocol(p) for p in found)
+    columns = ", ".join(f"{c}" for c in _METRICS)
+    if not paths:
+        return (
+            "SELECT CAST(NULL AS VARCHAR) AS run, "
+            + ", ".join(f"CAST(NULL AS {t}) AS {c}" for c, t in _METRICS.items())
+            + " WHERE false"
+        )
+    spec = ", ".join(f"{_quote(c)}: {_quote(t)}" for c, t in _METRICS.items())
+    source = f"read_json([{', '.join(map(_quote, paths))}], format = 'newline_delimited', columns = {{{spec}}}, filename = true)"
+    return f"SELECT regexp_extract(filename, '/([^/]+)/[^/]+$', 1) AS run, {columns} FROM {source}"
+
+
 def view_definitions(lake: Lake) -> dict[str, str]:
     views = {name: _dataset_select(lake, dataset) for name, dataset in VIEWS.items()}
     views["manifests"] = _manifests_select(lake)
     views["tokens"] = _tokens_select(lake)
+    views["train_metrics"] = _train_metrics_select(lake)
     return views
 
 
@@ -179,7 +204,7 @@ def query(lake: Lake, sql: str) -> QueryResult:
         try:
             relation = con.sql(sql)
         except duckdb.Error as e:
-            raise CatalogError(f"{e}\nviews: {', '.join([*VIEWS, 'manifests', 'tokens'])}") from e
+            raise CatalogError(f"{e}\nviews: {', '.join([*VIEWS, 'manifests', 'tokens', 'train_metrics'])}") from e
         if relation is None:  # a statement with no result set
             return QueryResult([], [])
         return QueryResult(relation.columns, relation.fetchall())
@@ -205,6 +230,14 @@ STATS_QUERIES: dict[str, str] = {
         GROUP BY ALL ORDER BY rows DESC, generator, reason""",
     "training tokens": """
         SELECT tokenizer, dataset, split, documents, tokens FROM tokens ORDER BY tokenizer, dataset, split""",
+    "training runs": """
+        SELECT run, max(step) FILTER (kind = 'train') AS steps,
+            round(arg_max(loss, step) FILTER (kind = 'train'), 4) AS train_loss,
+            round(arg_max(loss, step) FILTER (kind = 'eval'), 4) AS held_out_loss,
+            round(arg_max(bpb, step) FILTER (kind = 'eval'), 4) AS bits_per_byte,
+            round(arg_max(accuracy, step) FILTER (kind = 'eval'), 3) AS pair_accuracy,
+            round(median(tokens_per_s) FILTER (kind = 'train')) AS tokens_per_s
+        FROM train_metrics GROUP BY run ORDER BY run""",
     "datasets": "SELECT dataset, rows, bytes, shards, updated FROM manifests ORDER BY dataset",
 }
 
