@@ -39,7 +39,7 @@ from typing import Callable
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 # `python bench/train.py` puts bench/ on the path, not the repo root that `model` lives in; and bench/'s
-# own scripts (bench/tokenize.py) would shadow standard modules, so bench/ comes off the path.
+# own scripts (bench/tokens.py) would shadow standard modules, so bench/ comes off the path.
 sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 
 import torch  # noqa: E402

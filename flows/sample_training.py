@@ -13,7 +13,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from flows.tokenize import tokenize_flow
+from flows.tokens import tokenize_flow
 from flows.train import train_flow
 from model.data import mismatched_pairs, read_sources
 from model.tokens import TokenizeConfig, TokenizeResult

@@ -10,7 +10,7 @@ from flows.console import LakeOption, VerboseOption, err, out, print_logs, rich_
 
 
 def print_tokens(results: list[Any]) -> None:
-    from flows.tokenize import summary_rows
+    from flows.tokens import summary_rows
 
     first = results[0].manifest
     rows = [{k: v for k, v in row.items() if k != "run"} for row in summary_rows(results)]  # 80 columns
@@ -53,7 +53,7 @@ def tokenize(
     names = dataset_names(datasets)
     with user_errors():  # bad input is one line before Prefect starts (or is even imported), not after
         check_datasets(Lake.at(lake), config, names)
-    from flows.tokenize import tokenize_flow
+    from flows.tokens import tokenize_flow
 
     with user_errors(), running(lake, "tokenize", verbose) as logs:
         results = tokenize_flow(config, names, lake)

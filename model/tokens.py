@@ -22,7 +22,7 @@ under temporary names and renamed, then recorded by a marker in `_work/tokenize/
 resumes where it stopped; the manifest is published last, and only then are an earlier run's files removed.
 The same inputs again are a no-op.
 
-Not datatrove's `DocumentTokenizer` (it does load a local tokenizer.json offline; `bench/tokenize.py` measures
+Not datatrove's `DocumentTokenizer` (it does load a local tokenizer.json offline; `bench/tokens.py` measures
 it): it writes its own `.ds` / `.ds.index` files in place, with no temporary names, no resume within a task, no
 validation split and no manifest, and shuffles unless told not to.
 """

@@ -146,3 +146,11 @@ def test_rejected_shows_ingest_runs_and_the_standing_dedup_run_only(lake):
     assert query(lake, by_stage).rows == [("ingest", 3)]
     assert run_dedup(lake, LOCAL).skipped
     assert query(lake, by_stage).rows == [("dedup", 2), ("ingest", 3)]
+
+
+def test_stats_on_an_empty_lake_are_empty_tables_not_an_error(tmp_path):
+    empty = Lake.at(tmp_path / "empty")
+    tables = stats(empty)
+    assert all(not table.rows for title, table in tables.items() if title != "synthetic data")
+    assert query(empty, "SELECT count(*) FROM train_metrics").rows == [(0,)]
+    assert query(empty, "SELECT shards, updated FROM manifests").rows == []

@@ -353,7 +353,7 @@ def test_the_flow_tokenizes_each_dataset_and_publishes_its_summary_then_the_cli_
     from prefect import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
-    from flows.tokenize import tokenize_flow
+    from flows.tokens import tokenize_flow
 
     documents_lake(Path(lake.root), COUNTS, dataset=DOCUMENTS_CLEAN)  # the same documents, before dedup
     state = tokenize_flow(config(), ["documents", DOCUMENTS_CLEAN, "documents"], lake.root, return_state=True)

@@ -93,7 +93,8 @@ def _dataset_select(lake: Lake, dataset: str) -> str:
 def _manifests_select(lake: Lake) -> str:
     paths = [lake.path(d, MANIFEST) for d in sorted(set(VIEWS.values())) if lake.fs.exists(lake.path(d, MANIFEST))]
     if not paths:
-        return "SELECT CAST(NULL AS VARCHAR) AS dataset, CAST(NULL AS BIGINT) AS rows, CAST(NULL AS BIGINT) AS bytes WHERE false"
+        columns = "CAST(NULL AS VARCHAR) AS dataset, CAST(NULL AS BIGINT) AS rows, CAST(NULL AS BIGINT) AS bytes"
+        return f"SELECT {columns}, CAST(NULL AS BIGINT) AS shards, CAST(NULL AS VARCHAR) AS updated WHERE false"
     listed = ", ".join(_quote(p) for p in paths)
     return f"SELECT * FROM read_json([{listed}], union_by_name = true, maximum_object_size = 1 << 28)"
 

@@ -1,7 +1,7 @@
 """Benchmark: tokenize for training (ours, from parquet to token shards) vs raw `tokenizers` batch encoding, same text.
 
-    python bench/tokenize.py [--lake lake] [--tokenizer sample-8k] [--batch 1000] [--batch-bytes 1000000]
-                             [--repeats 7] [--json bench/results/tokenize.json]
+    python bench/tokens.py [--lake lake] [--tokenizer sample-8k] [--batch 1000] [--batch-bytes 1000000]
+                             [--repeats 7] [--json bench/results/tokens.json]
 
 The text is the lake's `documents` (`documents/dedup`, its listed shards) and the tokenizer the lake's
 `tokenizers/<name>/tokenizer.json`; a lake without them gets a generated multilingual text (several
@@ -40,13 +40,9 @@ import tempfile
 import time
 from pathlib import Path
 
-# `python bench/tokenize.py` puts bench/ first on sys.path, where this file would shadow the standard
-# library's `tokenize` (imported by linecache, inspect, …): take the folder off before importing anything.
-HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-ROOT = HERE.parent
-sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT)]
 
 from bench._harness import bench_log, cpu_seconds, in_fresh_process, paired_ratio, quiet_loguru  # noqa: E402
 
