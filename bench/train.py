@@ -38,15 +38,14 @@ from typing import Callable
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
-# `python bench/train.py` puts bench/ on the path, not the repo root that `model` lives in; and bench/'s
-# own scripts (bench/tokens.py) would shadow standard modules, so bench/ comes off the path.
-sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+sys.path[:0] = [str(ROOT)]  # `python bench/train.py` puts bench/ on the path, not the repo root `model` lives in
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
 from bench._harness import cpu_seconds, paired_ratio  # noqa: E402
+from model.hf_layout import hf_state_dict, llama_config  # noqa: E402
 from model.mfu import device_name, mfu, peak_flops  # noqa: E402
 from model.transformer import PRESETS, ModelConfig, Transformer  # noqa: E402
 
@@ -72,51 +71,21 @@ def model_config(args: argparse.Namespace, on_gpu: bool) -> ModelConfig:
 
 
 def hf_model(config: ModelConfig) -> nn.Module:
-    """`LlamaForCausalLM` with sdpa attention and exactly our configuration."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+    """`LlamaForCausalLM` with sdpa attention and exactly our configuration (the export's `llama_config`)."""
+    from transformers import LlamaForCausalLM
     from transformers.utils import logging
 
     logging.set_verbosity_error()
-    hf_config = LlamaConfig(
-        vocab_size=config.vocab_size,
-        hidden_size=config.d_model,
-        intermediate_size=config.ffn_hidden,
-        num_hidden_layers=config.n_layers,
-        num_attention_heads=config.n_heads,
-        num_key_value_heads=config.n_kv_heads,
-        head_dim=config.head_dim,
-        hidden_act="silu",
-        max_position_embeddings=config.max_seq_len,
-        rms_norm_eps=config.norm_eps,
-        rope_parameters={"rope_type": "default", "rope_theta": config.rope_theta},
-        tie_word_embeddings=config.tie_embeddings,
-        attention_bias=False,
-        mlp_bias=False,
-        use_cache=False,
-    )
+    hf_config = llama_config(config)
+    hf_config.use_cache = False
     hf_config._attn_implementation = "sdpa"
     return LlamaForCausalLM(hf_config)
 
 
-def hf_state_dict(ours: Transformer) -> dict[str, torch.Tensor]:
-    """Our weights under HF Llama's names: fused rows split (qkv: q, k, v; gate_up: gate, up), the rest under `model.`."""
-    c = ours.config
-    kv = c.n_kv_heads * c.head_dim
-    out: dict[str, torch.Tensor] = {}
-    for name, tensor in ours.state_dict().items():
-        if name.endswith("self_attn.qkv.weight"):
-            prefix = "model." + name.removesuffix("qkv.weight")
-            for part, rows in zip("qkv", tensor.split((c.d_model, kv, kv))):
-                out[f"{prefix}{part}_proj.weight"] = rows
-        elif name.endswith("mlp.gate_up.weight"):
-            prefix = "model." + name.removesuffix("gate_up.weight")
-            gate, up = tensor.chunk(2)
-            out[f"{prefix}gate_proj.weight"], out[f"{prefix}up_proj.weight"] = gate, up
-        elif name == "lm_head.weight":
-            out[name] = tensor
-        else:
-            out["model." + name] = tensor
-    return out
+def load_ours(hf: nn.Module, ours: Transformer) -> None:
+    """Our weights into the HF model under its names (the export's `hf_state_dict`); a tied head comes with the embedding."""
+    missing, unexpected = hf.load_state_dict(hf_state_dict(ours), strict=False)
+    assert not unexpected and set(missing) <= ({"lm_head.weight"} if ours.config.tie_embeddings else set()), (missing, unexpected)
 
 
 def forward_loss(model: nn.Module, hf: bool) -> Step:
@@ -251,7 +220,7 @@ def main() -> None:
     with device:
         ours = Transformer(config)
         hf = hf_model(config)
-    hf.load_state_dict(hf_state_dict(ours), strict=True)
+    load_ours(hf, ours)
     if config.tie_embeddings:
         assert hf.lm_head.weight is hf.model.embed_tokens.weight, "HF's lm_head should be tied to its embeddings"
     ours.train(), hf.train()

@@ -16,7 +16,6 @@ padding costs less than the slower kernel.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ import xxhash
 
 from model.transformer import IGNORE_INDEX
 from pipelines.common.errors import UserError
+from pipelines.common.jsonl import read_jsonl
 from pipelines.lake import Lake, listed_shards, read_shard
 
 
@@ -237,14 +237,7 @@ def read_rows(lake: Lake, source: str) -> list[dict]:
     """Rows of a lake dataset (its listed shards) or of a local JSONL / parquet file."""
     path = Path(source)
     if path.suffix in {".jsonl", ".json"} and path.is_file():
-        rows = []
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise DataError(f"{path}:{n}: not JSON ({e.msg})") from None
-        return rows
+        return read_jsonl(path)
     if path.suffix == ".parquet" and path.is_file():
         return pq.read_table(path).to_pylist()
     shards = listed_shards(lake, source)

@@ -190,3 +190,16 @@ def tokenized_lake(root: Path, tokenizer: str = "tok") -> Lake:
     train_tokenizer(lake, TokenizerConfig(name=tokenizer, vocab_size=400))
     tokenize_dataset(lake, TokenizeConfig(tokenizer=tokenizer, val_fraction=0.1), "documents")
     return lake
+
+
+def chat_tokenizer_folder(folder: Path) -> Path:
+    """A tokenizer folder as `lmforge tokenizer train` writes it (ChatML template, special tokens, its
+    manifest), a 600-token BPE trained on the builders' prose."""
+    from tokenizer_training.train import TokenizerConfig, bpe_trainer, build_tokenizer, save_transformers_folder
+
+    tokenizer = build_tokenizer()
+    texts = [p for paragraphs in PROSE.values() for p in paragraphs]
+    tokenizer.train_from_iterator(texts, bpe_trainer(TokenizerConfig(name="t", vocab_size=600, min_frequency=1)))
+    save_transformers_folder(tokenizer, str(folder))
+    (folder / "_manifest.json").write_text('{"name": "t"}\n')
+    return folder

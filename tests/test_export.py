@@ -19,12 +19,11 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
-from builders import PROSE
+from builders import chat_tokenizer_folder
 from safetensors import safe_open
 
 from model.export import ExportError, export_hf, load_exported
 from model.transformer import Transformer, preset
-from tokenizer_training.train import TokenizerConfig, bpe_trainer, build_tokenizer, save_transformers_folder
 
 ATOL = 1e-5
 CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a river."}]
@@ -34,13 +33,7 @@ CHATML = "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nName a rive
 @pytest.fixture(scope="module")
 def tokenizer_dir(tmp_path_factory) -> Path:
     """A tokenizer folder as `lmforge tokenizer train` writes it (its manifest included), trained on the test prose."""
-    folder = tmp_path_factory.mktemp("tokenizer")
-    tokenizer = build_tokenizer()
-    texts = [p for paragraphs in PROSE.values() for p in paragraphs]
-    tokenizer.train_from_iterator(texts, bpe_trainer(TokenizerConfig(name="t", vocab_size=600, min_frequency=1)))
-    save_transformers_folder(tokenizer, str(folder))
-    (folder / "_manifest.json").write_text('{"name": "t"}\n')
-    return folder
+    return chat_tokenizer_folder(tmp_path_factory.mktemp("tokenizer"))
 
 
 def vocab(tokenizer_dir: Path) -> dict[str, int]:

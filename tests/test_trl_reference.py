@@ -28,14 +28,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from builders import PROSE
+from builders import chat_tokenizer_folder
 
 from model.data import lm_batch, render_chat, value_batch
 from model.export import export_hf
 from model.objectives import last_values
 from model.tasks import dpo_step, lm_step, render_pair, reward_step
 from model.transformer import Transformer, preset
-from tokenizer_training.train import TokenizerConfig, bpe_trainer, build_tokenizer, save_transformers_folder
 
 trl = pytest.importorskip("trl")
 datasets = pytest.importorskip("datasets")
@@ -71,12 +70,7 @@ PAIRS = [
 @pytest.fixture(scope="module")
 def tokenizer_dir(tmp_path_factory) -> Path:
     """A tokenizer folder as `lmforge tokenizer train` writes it, trained on the test prose."""
-    folder = tmp_path_factory.mktemp("tokenizer")
-    tokenizer = build_tokenizer()
-    texts = [p for paragraphs in PROSE.values() for p in paragraphs]
-    tokenizer.train_from_iterator(texts, bpe_trainer(TokenizerConfig(name="t", vocab_size=600, min_frequency=1)))
-    save_transformers_folder(tokenizer, str(folder))
-    return folder
+    return chat_tokenizer_folder(tmp_path_factory.mktemp("tokenizer"))
 
 
 def chat_tokenizer(tokenizer_dir: Path):

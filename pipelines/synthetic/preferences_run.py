@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import posixpath
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from datatrove.pipeline.inference.types import InferenceError
 from pydantic import BaseModel, Field
 
 from pipelines.common.errors import UserError
+from pipelines.common.jsonl import read_jsonl
 from pipelines.lake import (
     PREFERENCES_SCHEMA,
     SCHEMAS,
@@ -78,7 +78,7 @@ def load_prompts(lake: Lake, source: str) -> tuple[list[Prompt], list[str]]:
         path = Path(source)
         if not path.is_file():
             raise UserError(f"{source} is neither a lake dataset ({', '.join(sorted(SCHEMAS))}) nor a file")
-        rows = pq.read_table(path).to_pylist() if path.suffix == ".parquet" else _jsonl(path)
+        rows = pq.read_table(path).to_pylist() if path.suffix == ".parquet" else read_jsonl(path)
         identity = [f"file:{hashlib.sha256(path.read_bytes()).hexdigest()[:16]}"]
     prompts = []
     for n, row in enumerate(rows):
@@ -89,17 +89,6 @@ def load_prompts(lake: Lake, source: str) -> tuple[list[Prompt], list[str]]:
     if not prompts:
         raise UserError(f"{source} holds no instructions: run `lmforge synth self-instruct` first, or give --instructions FILE")
     return prompts, identity
-
-
-def _jsonl(path: Path) -> list[dict]:
-    rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path}:{n}: not JSON ({e.msg})") from None
-    return rows
 
 
 def _instruction_of(row: dict) -> tuple[str, str]:
