@@ -15,7 +15,7 @@ from prefect import flow, get_run_logger
 
 from flows.tokens import tokenize_flow
 from flows.train import train_flow
-from model.data import mismatched_pairs, read_sources
+from model.data import in_heldout, mismatched_pairs, read_sources
 from model.tokens import TokenizeConfig, TokenizeResult
 from model.train import TrainConfig, TrainResult
 from pipelines.lake import (
@@ -58,7 +58,9 @@ def reward_pairs(lake: Lake, sft_sources: str) -> str:
     if rows_in(lake, SYNTHETIC_PREFERENCES) >= MIN_PAIRS:
         return SYNTHETIC_PREFERENCES
     path = lake.path(CHECKPOINTS, "sample-mismatched-pairs.jsonl")
-    lines = "".join(json.dumps(pair) + "\n" for pair in mismatched_pairs(read_sources(lake, sft_sources)))
+    held = TrainConfig.model_fields["val_fraction"].default  # the reward run's held-out share, by the id it will read
+    pairs = mismatched_pairs(read_sources(lake, sft_sources), lambda pair_id: in_heldout(f"{path}:{pair_id}", held))
+    lines = "".join(json.dumps(pair) + "\n" for pair in pairs)
     atomic_write_bytes(lake.fs, path, lines.encode())
     return path
 

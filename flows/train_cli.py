@@ -34,12 +34,12 @@ def print_sample_training(sample: object) -> None:
     from flows.tokenize_cli import print_tokens
 
     print_tokens(sample.tokens)
-    rows = [(r.run, r.objective, r.steps, held_out(r), f"{r.tokens_per_second:,.0f}", r.export) for r in sample.runs]
-    out.print(
-        rich_table(
-            f"models (pretraining mix {sample.mixture})", ["run", "objective", "steps", "held out", "tok/s", "export"], rows
-        )
-    )
+    rows = [(r.run, r.objective, r.steps, held_out(r), f"{r.tokens_per_second:,.0f}") for r in sample.runs]
+    columns = ["run", "objective", "steps", "held out", "tok/s"]
+    out.print(rich_table(f"models (pretraining mix {sample.mixture})", columns, rows))
+    exports = [r.export for r in sample.runs if r.export]
+    if exports:
+        out.print(f"Hugging Face exports: {', '.join(exports)}", highlight=False, soft_wrap=True)
     if not sample.pairs.startswith("synthetic/"):
         out.print(f"the reward model's pairs: mismatched answers from the SFT data ({sample.pairs}); too few judged pairs")
 

@@ -16,7 +16,7 @@ padding costs less than the slower kernel.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -271,16 +271,25 @@ def chat_messages(row: dict) -> Any:
     return None
 
 
-def mismatched_pairs(rows: list[tuple[str, dict]]) -> list[dict]:
+def mismatched_pairs(rows: list[tuple[str, dict]], heldout: Callable[[str], bool] = lambda pair_id: False) -> list[dict]:
     """Preference pairs from instruction data alone: chosen is an instruction's own answer, rejected
     the next instruction's answer (a response to another question). For when no judged pairs exist:
-    a reward model trained on them learns relevance, not quality."""
+    a reward model trained on them learns relevance, not quality.
+
+    Pairs are made within the held-out side and within the training side apart (`heldout` of the pair's
+    id), so no held-out answer is trained on, as chosen or as rejected: otherwise a model that learned
+    which answers were chosen would look right or wrong on held-out pairs for that alone.
+    """
     chats = [(key, chat_messages(row)) for key, row in rows]
     chats = [(key, c) for key, c in chats if isinstance(c, list) and len(c) == 2 and c[1]["role"] == "assistant"]
-    return [
-        {"id": f"mismatched:{key}", "prompt": c[0]["content"], "chosen": c[1]["content"], "rejected": other[1]["content"]}
-        for (key, c), (_, other) in zip(chats, chats[1:] + chats[:1])
-    ]
+    pairs = []
+    for side in (True, False):
+        group = [(key, c) for key, c in chats if heldout(f"mismatched:{key}") == side]
+        pairs += [
+            {"id": f"mismatched:{key}", "prompt": c[0]["content"], "chosen": c[1]["content"], "rejected": other[1]["content"]}
+            for (key, c), (_, other) in zip(group, group[1:] + group[:1])
+        ]
+    return pairs
 
 
 def split_rows(rows: list[tuple[str, Any]], fraction: float) -> tuple[list[Any], list[Any]]:
