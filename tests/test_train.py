@@ -14,7 +14,7 @@ from builders import tokenized_lake, write_jsonl
 from safetensors.torch import load_file
 
 from model.checkpoint import CheckpointError, checkpoints
-from model.data import DataError, lm_batch, render_chat
+from model.data import DataError, lm_batch, mismatched_pairs, render_chat
 from model.tasks import load_chat_tokenizer
 from model.train import TrainConfig, TrainingError, read_metrics, train
 from pipelines.lake import Lake
@@ -200,3 +200,15 @@ def test_rows_that_all_lack_an_answer_or_pairs_that_are_all_equal_are_one_error_
     same = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "Hi", "chosen": "Yo", "rejected": "Yo"}] * 3)
     with pytest.raises(DataError, match=r"set aside: 3 chosen_equals_rejected"):
         train(TrainConfig(objective="reward", run="empty-rm", tokenizer=TOKENIZER, data=str(same), export=False), lake)
+
+
+def test_mismatched_pairs_keep_held_out_answers_out_of_training():
+    rows = [(f"r{i}", {"instruction": f"Question {i}?", "output": f"Answer {i}."}) for i in range(30)]
+
+    def held(pair_id: str) -> bool:
+        return int(pair_id.rsplit("r", 1)[1]) % 5 == 0
+
+    pairs = mismatched_pairs(rows, held)
+    assert len(pairs) == 30 and all(p["chosen"] != p["rejected"] for p in pairs)
+    answers = {side: {a for p in pairs if held(p["id"]) == side for a in (p["chosen"], p["rejected"])} for side in (True, False)}
+    assert len(answers[True]) == 6 and not answers[True] & answers[False]
