@@ -32,7 +32,7 @@ from model.data import (
     value_batch,
 )
 from model.objectives import bradley_terry_loss, dpo_loss, last_values, lm_loss, sequence_logprobs, token_nll
-from model.tokens import open_split, read_tokens_manifest
+from model.token_shards import open_split, read_tokens_manifest
 from pipelines.lake import TOKENIZERS, Lake, fingerprint
 
 Batch = tuple[torch.Tensor, torch.Tensor]

@@ -1,5 +1,5 @@
-"""Tokenize for training (issue 11): a lake dataset's text, through one of the lake's tokenizers, into
-packed token ids under `tokens/<tokenizer>/<dataset>/` that the trainer memory-maps.
+"""Tokenize for training: a lake dataset's text, through one of the lake's tokenizers, into packed token
+ids under `tokens/<tokenizer>/<dataset>/` that the trainer memory-maps (`model/token_shards.py` reads them).
 
 The format (the trainer's data loader depends on exactly this):
 - `documents` is an alias for the lake dataset `documents/dedup`; any other name (`synthetic/wrap`,
@@ -55,6 +55,16 @@ import xxhash
 from pydantic import BaseModel, Field
 from tokenizers import Tokenizer
 
+from model.token_shards import (
+    DOCUMENTS_ALIAS,
+    EOT,
+    SCHEMA_VERSION,
+    SplitRecord,
+    TokensManifest,
+    read_tokens_manifest,
+    source_dataset,
+    tokens_dir,
+)
 from pipelines.common.errors import UserError
 from pipelines.lake import (
     DOCUMENTS_DEDUP,
@@ -77,10 +87,7 @@ from pipelines.lake import (
 from pipelines.lake.locks import run_lock
 from pipelines.lake.token_layout import SPLITS, TOKENS, token_shard_run
 
-SCHEMA_VERSION = 1
 STAGE = "tokenize"
-DOCUMENTS_ALIAS = "documents"
-EOT = "<|endoftext|>"
 VAL_BUCKETS = 1_000_000
 UINT16_IDS = 65_536  # ids 0..65535 fit in uint16
 LOCK = "_tokenize.lock"
@@ -93,10 +100,6 @@ class TokenizeError(UserError, ValueError):
     no text at all); raised before anything is written, and the message says what to do."""
 
 
-class TokensNotFound(TokenizeError):
-    """No tokens manifest where the trainer looked: the dataset was never tokenized with that tokenizer."""
-
-
 class TokenizeConfig(BaseModel):
     """How to tokenize. `tokenizer`, `val_fraction` and the dtype (with the tokenizer's and the data's
     fingerprints) name the run; the batch sizes change only speed and memory, never the output."""
@@ -106,48 +109,6 @@ class TokenizeConfig(BaseModel):
     dtype: Literal["auto", "uint16", "uint32"] = Field(default="auto", description="token id type; auto: uint16 if it fits")
     batch_rows: int = Field(default=1000, ge=1, description="documents per encode_batch call, about")
     batch_bytes: int = Field(default=1_000_000, ge=1, description="UTF-8 bytes of text per encode_batch call, about")
-
-
-class SplitRecord(BaseModel):
-    documents: int = 0
-    tokens: int = Field(default=0, description="ids in the .bin files, one <|endoftext|> per document included")
-    bytes: int = Field(default=0, description="UTF-8 bytes of the documents' text")
-    shards: list[str] = Field(default=[], description="`.bin` file names in the split folder; offsets: same stem + .idx.npy")
-
-
-class TokensManifest(BaseModel):
-    """`tokens/<tokenizer>/<dataset>/_manifest.json`: the one run whose shards make the folder."""
-
-    schema_version: int = SCHEMA_VERSION
-    dataset: str = Field(description="the name tokenized: `documents` or a lake dataset")
-    source_dataset: str = Field(description="the lake dataset read, e.g. documents/dedup")
-    tokenizer: str
-    tokenizer_sha256: str = Field(description="sha256 of tokenizer.json")
-    vocab_size: int
-    dtype: Literal["uint16", "uint32"]
-    eot_id: int
-    eot_token: str = EOT
-    run: str = Field(description="fingerprint of tokenizer hash + source runs and shards + parameters")
-    parameters: dict[str, Any]
-    source_runs: list[str]
-    source_shards: int
-    created: str
-    lmforge_version: str
-    seconds: float = 0.0
-    splits: dict[str, SplitRecord]
-    skipped: dict[str, int] = Field(default={}, description="rows not tokenized, by reason (null or empty text, null id)")
-
-    @property
-    def documents(self) -> int:
-        return sum(s.documents for s in self.splits.values())
-
-    @property
-    def tokens(self) -> int:
-        return sum(s.tokens for s in self.splits.values())
-
-    @property
-    def bytes(self) -> int:
-        return sum(s.bytes for s in self.splits.values())
 
 
 @dataclass
@@ -163,18 +124,9 @@ class TokenizeResult:
 # --- names and places --------------------------------------------------------------------------
 
 
-def source_dataset(name: str) -> str:
-    """The lake dataset a name reads: `documents` is `documents/dedup`, any other name is itself."""
-    return DOCUMENTS_DEDUP if name == DOCUMENTS_ALIAS else name
-
-
 def dataset_names(datasets: list[str] | None) -> list[str]:
     """The datasets asked for, each once, in order; `documents` when none is."""
     return list(dict.fromkeys(datasets or [DOCUMENTS_ALIAS]))
-
-
-def tokens_dir(lake: Lake, tokenizer: str, name: str) -> str:
-    return lake.path(TOKENS, tokenizer, name)
 
 
 def _work_dir(lake: Lake, run: str) -> str:
@@ -696,43 +648,3 @@ def _manifest(plan: Plan, records: list[dict[str, Any]], seconds: float) -> Toke
         splits=splits,
         skipped=dict(sorted(skipped.items())),
     )
-
-
-# --- reading (the trainer) ---------------------------------------------------------------------
-
-
-def read_tokens_manifest(lake: Lake, tokenizer: str, name: str) -> TokensManifest | None:
-    """The manifest of `tokens/<tokenizer>/<name>/`, or None when the dataset was not tokenized with it."""
-    path = posixpath.join(tokens_dir(lake, tokenizer, name), MANIFEST)
-    fs = lake.fs
-    if not fs.exists(path):
-        return None
-    with fs.open(path, "rb") as f:
-        return TokensManifest.model_validate_json(f.read())
-
-
-def open_split(lake: Lake, tokenizer: str, name: str, split: str) -> list[tuple[np.memmap, np.ndarray]]:
-    """Each shard of a split as (token ids memory-mapped read-only, document start offsets, n_docs + 1 long).
-
-    Local lakes only. Raises TokensNotFound, naming the folder, when it has no manifest, and TokenizeError for
-    an unknown split or a shard whose offsets do not end at its length. An empty split is an empty list.
-    """
-    if split not in SPLITS:
-        raise TokenizeError(f"unknown split {split!r}: use {' or '.join(SPLITS)}")
-    folder = tokens_dir(lake, tokenizer, name)
-    manifest = read_tokens_manifest(lake, tokenizer, name)
-    if manifest is None:
-        raise TokensNotFound(
-            f"no tokens in {folder} (no {MANIFEST}): run `lmforge tokenize --tokenizer {tokenizer} --dataset {name}` first"
-        )
-    if not lake.is_local:
-        raise TokenizeError(f"{folder} is not on a local disk: token shards are memory-mapped; copy the folder to one")
-    shards = []
-    for shard in manifest.splits[split].shards:
-        stem = os.path.join(folder, split, shard.removesuffix(".bin"))
-        tokens = np.memmap(f"{stem}.bin", dtype=np.dtype(manifest.dtype).newbyteorder("<"), mode="r")
-        offsets = np.load(f"{stem}.idx.npy", allow_pickle=False)
-        if offsets[0] != 0 or offsets[-1] != len(tokens):
-            raise TokenizeError(f"{stem}.bin holds {len(tokens)} ids but its offsets end at {offsets[-1]}: tokenize it again")
-        shards.append((tokens, offsets))
-    return shards

@@ -17,15 +17,8 @@ from typer.testing import CliRunner
 
 import model.tokens as tokens_module
 from flows.cli import app
-from model.tokens import (
-    EOT,
-    TokenizeConfig,
-    TokenizeError,
-    TokensNotFound,
-    open_split,
-    read_tokens_manifest,
-    tokenize_dataset,
-)
+from model.token_shards import EOT, TokensNotFound, open_split, read_tokens_manifest
+from model.tokens import TokenizeConfig, TokenizeError, tokenize_dataset
 from pipelines.lake import (
     DOCUMENTS_CLEAN,
     DOCUMENTS_DEDUP,
