@@ -112,12 +112,13 @@ def evaluate_lm(model: torch.nn.Module, batches: list[Batch], sizes: torch.Tenso
     """Mean loss per target token and bits per byte (tokenizer-independent) over the held-out batches."""
     nll = count = nbytes = 0.0
     device = next(model.parameters()).device
+    sizes = sizes.to(device)  # once, not per batch
     for inputs, targets in batches:
         inputs, targets = inputs.to(device), targets.to(device)
         kept = targets != -100
         nll += token_nll(model(inputs), targets)[kept].sum().item()
         count += kept.sum().item()
-        nbytes += sizes.to(device)[targets[kept]].sum().item()
+        nbytes += sizes[targets[kept]].sum().item()
     return {"loss": nll / max(count, 1), "bpb": nll / (math.log(2) * nbytes) if nbytes else float("nan")}
 
 
