@@ -156,7 +156,7 @@ def raw_batch(tok, texts: list[str]) -> int:  # noqa: ANN001
 def bench_encode(tokenizers: dict[str, str], repeats: int) -> dict:
     from tokenizer_training.evaluate import count_languages
     from tokenizer_training.loading import load_tokenizer
-    from tokenizer_training.parallel import read_parallel
+    from pipelines.common.parallel_text import read_parallel
 
     texts = read_parallel(SHARED / "flores200-dev")
     mb = sum(len(t.encode()) for t in texts.values()) / 1e6

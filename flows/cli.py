@@ -12,7 +12,8 @@ from typing import Annotated, Any, Optional
 import typer
 
 from flows.console import LakeOption, VerboseOption, err, fail, out, print_logs, rich_table, running, settings, user_errors
-from flows.env import quiet_offline_defaults
+from flows.env import REFERENCE_DATA, quiet_offline_defaults, reference_inputs
+from flows.eval_cli import evaluate
 from flows.lake_cli import lake_app
 from flows.server_cli import server_app
 from flows.synth_cli import print_synthesis, synth_app
@@ -223,6 +224,7 @@ app.add_typer(lake_app, name="lake")
 app.add_typer(synth_app, name="synth")
 app.add_typer(train_app, name="train")
 app.command()(tokenize)
+app.command("eval")(evaluate)
 
 
 def render(columns: list[str], rows: list[tuple], fmt: str) -> str:
@@ -266,17 +268,6 @@ def stats(lake: LakeOption = None) -> None:
 
     for title, result in lake_stats(Lake.at(lake)).items():
         out.print(rich_table(title, result.columns, result.rows))
-
-
-REFERENCE_DATA = "../shared/data"  # where the team keeps reference tokenizers and FLORES (see its README)
-REFERENCE_TOKENIZERS = ("r50k_base.tiktoken", "o200k_base.tiktoken")
-
-
-def reference_inputs(folder: Path) -> tuple[list[str], str | None]:
-    """The reference tokenizers and aligned text `lmforge run` compares against, where present."""
-    tokenizers = [str(folder / "tokenizers" / name) for name in REFERENCE_TOKENIZERS if (folder / "tokenizers" / name).is_file()]
-    parallel = folder / "flores200-dev"
-    return tokenizers, str(parallel) if parallel.is_dir() else None
 
 
 @app.command()

@@ -19,8 +19,6 @@ from model.export import load_exported
 from model.transformer import ModelConfig, Transformer
 from pipelines.lake import CHECKPOINTS, Lake
 
-DOCUMENT_SEPARATOR = "<|endoftext|>"  # what precedes a document in our token shards (and SmolLM2's)
-
 
 @dataclass
 class LoadedModel:
@@ -69,23 +67,37 @@ def _resolve(spec: str, lake: Lake) -> Path:
     )
 
 
+@dataclass(frozen=True)
+class Located:
+    folder: Path
+    run: Path | None  # the run folder when the model is one of ours
+    record: dict[str, Any] | None  # its run.json
+
+
+def locate(spec: str, lake: Lake) -> Located:
+    """Where `spec`'s model is and, for ours, its run record; nothing is loaded."""
+    folder = _resolve(spec, lake)
+    if (folder / "config.json").is_file():  # a Hugging Face folder: an export of ours, or anyone's Llama
+        run = _run_of(folder.parent) if folder.name == "hf" else None
+    else:
+        run = _run_of(folder)
+        if run is None:
+            raise DataError(f"{folder} is neither a training run (no run.json) nor a Hugging Face folder (no config.json)")
+    return Located(folder, run, json.loads((run / "run.json").read_text()) if run else None)
+
+
 def load_model(spec: str, lake: Lake, device: torch.device | str = "cpu") -> LoadedModel:
     """The model `spec` names, in eval mode on `device`. A run folder loads its newest checkpoint.
 
     Raises DataError for a name that is no checkpoint, a checkpoint without its tokenizer, or a run
     without any complete checkpoint.
     """
-    folder = _resolve(spec, lake)
-    if (folder / "config.json").is_file():  # a Hugging Face folder: an export of ours, or anyone's Llama
-        run = _run_of(folder.parent) if folder.name == "hf" else None
-        record = json.loads((run / "run.json").read_text()) if run else None
+    where = locate(spec, lake)
+    folder, run, record = where.folder, where.run, where.record
+    if (folder / "config.json").is_file():
         name = f"{run.name}/hf" if run else folder.name
         model, tokenizer = load_exported(folder), _tokenizer_of(name, folder)
     else:
-        run = _run_of(folder)
-        if run is None:
-            raise DataError(f"{folder} is neither a training run (no run.json) nor a Hugging Face folder (no config.json)")
-        record = json.loads((run / "run.json").read_text())
         found = [c for c in checkpoints(run) if c.path == folder] if STEP_DIR.fullmatch(folder.name) else checkpoints(run)
         if not found:
             raise DataError(f"run {run.name} has no complete checkpoint in {folder}")

@@ -129,7 +129,7 @@ def test_digits_are_split_one_by_one(lake):
 def test_every_flores_language_round_trips_and_counts_equal_raw_tokenizers(lake):
     from tokenizer_training.evaluate import count_languages
     from tokenizer_training.loading import load_tokenizer
-    from tokenizer_training.parallel import read_parallel
+    from pipelines.common.parallel_text import read_parallel
 
     folder = train(lake, vocab_size=600).path
     raw = Tokenizer.from_file(os.path.join(folder, "tokenizer.json"))

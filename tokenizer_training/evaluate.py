@@ -24,7 +24,7 @@ import numpy as np
 
 from pipelines.common.scripts import is_spaced
 from tokenizer_training.loading import LoadedTokenizer
-from tokenizer_training.parallel import REFERENCE_LANGUAGE, ParallelTextError
+from pipelines.common.parallel_text import REFERENCE_LANGUAGE, ParallelTextError
 
 
 @dataclass(frozen=True)

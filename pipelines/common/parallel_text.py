@@ -1,7 +1,8 @@
-"""Aligned text for the premium: one `<lang>.txt` per language, line N of each translating the same sentence.
+"""Aligned text: one `<lang>.txt` per language, line N of each translating the same sentence (FLORES).
 
-Read with Petrov et al.'s recipe (every newline becomes a space) after checking that every file is
-UTF-8 and that all have the same number of lines, so a bad folder is refused before anything is counted.
+Every file is checked to be UTF-8 and all to have the same number of lines, so a bad folder is refused
+before anything is counted. The tokenizer report reads it with Petrov et al.'s recipe (every newline
+becomes a space: `read_parallel`); model evaluation scores each line as a document (`read_parallel_lines`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,22 @@ class ParallelTextError(UserError, ValueError):
 REFERENCE_LANGUAGE = "eng_Latn"
 
 
+def read_parallel_lines(folder: str | os.PathLike, languages: list[str] | None = None) -> dict[str, list[str]]:
+    """Every `<lang>.txt` of `folder` (or only `languages`, each of which must be there) as its lines.
+
+    Raises ParallelTextError as `read_parallel` does, and naming a requested language the folder lacks.
+    """
+    contents = _read_checked(Path(folder))
+    missing = sorted(set(languages or []) - set(contents))
+    if missing:
+        raise ParallelTextError(
+            f"no aligned text for {', '.join(missing)} in {folder}: expected {', '.join(f'{m}.txt' for m in missing)} "
+            f"beside the {len(contents)} files there"
+        )
+    # Split on "\n" only, as the line count was taken: str.splitlines would also split on U+2028 and the like.
+    return {lang: text.removesuffix("\n").split("\n") for lang, text in contents.items() if not languages or lang in languages}
+
+
 def read_parallel(folder: str | os.PathLike) -> dict[str, str]:
     """The text of every `<lang>.txt` in `folder`, sorted by language, newlines replaced by single spaces.
 
@@ -27,13 +44,16 @@ def read_parallel(folder: str | os.PathLike) -> dict[str, str]:
     and checked before anything is returned. Raises ParallelTextError on invalid UTF-8 (file, line,
     byte offset), on files with different line counts, and on a folder with no .txt files.
     """
-    folder = Path(folder)
+    return {lang: text.replace("\n", " ") for lang, text in _read_checked(Path(folder)).items()}
+
+
+def _read_checked(folder: Path) -> dict[str, str]:
     files = sorted(file for file in folder.glob("*.txt") if file.is_file()) if folder.is_dir() else []
     if not files:
         raise ParallelTextError(f"no <lang>.txt files in {folder}: expected one UTF-8 file per language, aligned by line")
     contents = {file.stem: _read_utf8(file) for file in files}
     _check_aligned(folder, {lang: _line_count(text) for lang, text in contents.items()})
-    return {lang: text.replace("\n", " ") for lang, text in contents.items()}
+    return contents
 
 
 def _read_utf8(file: Path) -> str:
