@@ -11,6 +11,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from flows.ablate_cli import ablate
 from flows.console import LakeOption, VerboseOption, err, fail, out, print_logs, rich_table, running, settings, user_errors
 from flows.env import REFERENCE_DATA, quiet_offline_defaults, reference_inputs
 from flows.eval_cli import evaluate
@@ -225,6 +226,7 @@ app.add_typer(synth_app, name="synth")
 app.add_typer(train_app, name="train")
 app.command()(tokenize)
 app.command("eval")(evaluate)
+app.command()(ablate)
 
 
 def render(columns: list[str], rows: list[tuple], fmt: str) -> str:

@@ -1,4 +1,4 @@
-"""`lmforge synth wrap|self-instruct|preferences|mix`: synthetic data from a served model, and the pretraining mix.
+"""`lmforge synth wrap|self-instruct|preferences|best-of-n|mix`: synthetic data from a served model, and the pretraining mix.
 
 Every generating command starts the generation server (or reaches `--url`), runs its generator and
 stops the server; the server options are shared. The summary table says rows kept, rows set aside
@@ -18,7 +18,8 @@ import typer
 from flows.console import LakeOption, VerboseOption, fail, out, print_logs, rich_table, running, settings, user_errors
 
 synth_app = typer.Typer(
-    help="Synthetic data with a served model (vLLM by default): WRAP rephrasing, Self-Instruct, preference pairs; the mix.",
+    help="Synthetic data with a served model (vLLM by default): WRAP rephrasing, Self-Instruct, preference pairs, "
+    "best-of-n; the mix.",
     no_args_is_help=True,
 )
 
@@ -240,6 +241,39 @@ def preferences(
         sampling=run.sampling(defaults.sampling),
     )
     run.run(preferences=config)
+
+
+@synth_app.command("best-of-n")
+@generating
+def best_of_n(
+    lake: LakeOption = None,
+    instructions: Annotated[
+        str, typer.Option(help="a lake dataset or a JSONL/parquet file of instructions")
+    ] = "synthetic/self_instruct",
+    reward: Annotated[
+        Optional[str], typer.Option(help="reward model that scores: a run in checkpoints/, a step_N folder or an HF folder")
+    ] = None,
+    judge: Annotated[bool, typer.Option("--judge", help="score with the served model as judge (1-10) instead")] = False,
+    n: Annotated[int, typer.Option("--n", "-n", help="responses sampled per instruction (≥ 2)")] = 4,
+    max_prompts: Annotated[Optional[int], typer.Option(help="instructions at most")] = None,
+    *,
+    run: Generating,
+) -> None:
+    """n responses per instruction, scored → the best as SFT data and (best, worst) as a pair in synthetic/best_of_n/."""
+    from pipelines.synthetic.best_of_n_run import BestOfNConfig
+
+    if (reward is not None) == judge:  # neither, or both
+        fail("score with a reward model (--reward CHECKPOINT) or with the LLM judge (--judge): one of the two")
+    defaults = BestOfNConfig()
+    config = settings(
+        BestOfNConfig,
+        instructions=instructions,
+        n=n,
+        reward=reward,
+        max_prompts=max_prompts,
+        sampling=run.sampling(defaults.sampling),
+    )
+    run.run(best_of_n=config)
 
 
 @synth_app.command("mix")

@@ -1,10 +1,11 @@
 """Prefect flow for synthetic data: one generation server for the whole flow run, the generators asked
-for in turn (WRAP, Self-Instruct, preferences), then the pretraining mix.
+for in turn (WRAP, Self-Instruct, preferences, best-of-n), then the pretraining mix.
 
 The flow only orchestrates: the model is resolved (the default converted into the lake once), the
 server started and stopped by `pipelines.synthetic.serving.served`, the work done by the
-generators in `pipelines.synthetic`. What happened is published as artifacts: a progress artifact
-per generator while it runs, then a table of rows, set-aside rows and tokens/s.
+generators in `pipelines.synthetic` (best-of-n's reward model is loaded here, from `model`, and handed
+to its generator as a plain scoring function). What happened is published as artifacts: a progress
+artifact per generator while it runs, then a table of rows, set-aside rows and tokens/s.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from prefect.context import FlowRunContext
 from flows.logs import log_path
 from flows.progress import stage_bar
 from pipelines.lake import Lake
+from pipelines.synthetic.best_of_n import RewardScoring
+from pipelines.synthetic.best_of_n_run import BestOfNConfig, run_best_of_n
 from pipelines.synthetic.generation import GenerationResult
 from pipelines.synthetic.inference import RequestPolicy
 from pipelines.synthetic.mix_run import MixConfig, run_mix
@@ -88,6 +91,21 @@ def preferences_task(lake_root: str, endpoint: Endpoint, config: PreferencesConf
         return run_preferences(Lake.at(lake_root), endpoint, config, policy, progress)
 
 
+@task(name="best-of-n", cache_policy=NO_CACHE)
+def best_of_n_task(lake_root: str, endpoint: Endpoint, config: BestOfNConfig, policy: RequestPolicy) -> GenerationResult:
+    """Best-of-n scored by `config.reward`'s model, loaded first (a wrong checkpoint fails before any request),
+    or by the LLM judge."""
+    lake = Lake.at(lake_root)
+    reward = None
+    if config.reward:
+        from model.reward_scoring import reward_scorer  # torch is imported only when a reward model scores
+
+        scorer = reward_scorer(config.reward, lake)
+        reward = RewardScoring(scorer.label, scorer)
+    with generator_progress("synth best-of-n", "prompts") as progress:
+        return run_best_of_n(lake, endpoint, config, policy, reward, progress)
+
+
 @task(name="pretraining mix", cache_policy=NO_CACHE)
 def mix_task(lake_root: str, config: MixConfig) -> GenerationResult:
     return run_mix(Lake.at(lake_root), config)
@@ -115,12 +133,13 @@ def synthesize_flow(
     self_instruct: SelfInstructConfig | None = None,
     preferences: PreferencesConfig | None = None,
     mix: MixConfig | None = None,
+    best_of_n: BestOfNConfig | None = None,
 ) -> SynthesisResult:
     """Generate the synthetic datasets asked for with one server, started once and stopped at the end."""
     root = Lake.at(lake).root
     policy = policy or RequestPolicy()
     result = SynthesisResult()
-    if wrap or self_instruct or preferences:
+    if wrap or self_instruct or preferences or best_of_n:
         config = prepare_model(root, server or ServerConfig())
         result.server_log = None if config.kind == "endpoint" else log_path(Lake.at(root), "server")
         with served(config, result.server_log or "") as endpoint:
@@ -132,6 +151,8 @@ def synthesize_flow(
                 result.results["self_instruct"] = self_instruct_task(root, endpoint, self_instruct, policy)
             if preferences:
                 result.results["preferences"] = preferences_task(root, endpoint, preferences, policy)
+            if best_of_n:
+                result.results["best_of_n"] = best_of_n_task(root, endpoint, best_of_n, policy)
             started = endpoint.server.start_seconds if endpoint.server is not None else None
             result.server_start_s = started or 0.0
             if endpoint.server is not None and started is None:

@@ -32,7 +32,7 @@ from model.data import (
     value_batch,
 )
 from model.objectives import bradley_terry_loss, dpo_loss, last_values, lm_loss, sequence_logprobs, token_nll
-from model.token_shards import open_split, read_tokens_manifest
+from model.token_shards import TokensManifest, open_split, read_tokens_manifest
 from pipelines.lake import TOKENIZERS, Lake, fingerprint
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -142,45 +142,68 @@ def evaluate_pairs(step: StepFn) -> Callable[[torch.nn.Module, list[Batch]], dic
 # --- the four tasks -----------------------------------------------------------------------------
 
 
-def pretrain_task(lake: Lake, tokenizer: str, mixture: str, seq_len: int, batch_size: int, eval_batches: int, seed: int) -> Task:
+def token_manifest(lake: Lake, tokenizer: str, name: str) -> TokensManifest:
+    manifest = read_tokens_manifest(lake, tokenizer, name)
+    if manifest is None:
+        raise DataError(
+            f"no tokens for {name!r} with tokenizer {tokenizer!r}: "
+            f"run `lmforge tokenize --tokenizer {tokenizer} --dataset {name}`"
+        )
+    return manifest
+
+
+def pretrain_task(
+    lake: Lake,
+    tokenizer: str,
+    mixture: str,
+    seq_len: int,
+    batch_size: int,
+    eval_batches: int,
+    seed: int,
+    eval_data: str | None = None,
+) -> Task:
+    """Windows of the mixture's train splits by weight; the held-out evaluation reads the val splits of
+    `eval_data` (default: the mixture's datasets), so arms of an ablation can share one held-out text."""
     weights = parse_mixture(mixture)
-    sources, held_out, manifests = [], [], {}
-    for name in weights:
-        manifest = read_tokens_manifest(lake, tokenizer, name)
-        if manifest is None:
-            raise DataError(
-                f"no tokens for {name!r} with tokenizer {tokenizer!r}: "
-                f"run `lmforge tokenize --tokenizer {tokenizer} --dataset {name}`"
-            )
-        manifests[name] = manifest
-        sources.append(PackedTokens(name, [tokens for tokens, _ in open_split(lake, tokenizer, name, "train")]))
-        held_out.append(PackedTokens(name, [tokens for tokens, _ in open_split(lake, tokenizer, name, "val")]))
+    manifests = {name: token_manifest(lake, tokenizer, name) for name in weights}
+    sources = [PackedTokens(name, [tokens for tokens, _ in open_split(lake, tokenizer, name, "train")]) for name in weights]
+    evaluated = list(parse_mixture(eval_data)) if eval_data else list(weights)
+    eval_manifests = {name: token_manifest(lake, tokenizer, name) for name in evaluated}
+    held_out = [PackedTokens(name, [tokens for tokens, _ in open_split(lake, tokenizer, name, "val")]) for name in evaluated]
     vocab = {m.vocab_size for m in manifests.values()}
     p = np.array(list(weights.values()))
     data = PretrainData(sources, p / p.sum(), seq_len, batch_size, seed)
     sizes = token_bytes(tokenizer_dir(lake, tokenizer))
     batches = eval_windows(held_out, seq_len, batch_size, eval_batches)
     if not batches:
-        raise DataError(f"no held-out tokens in {', '.join(weights)}: tokenize with a larger --val-fraction")
+        raise DataError(f"no held-out tokens in {', '.join(evaluated)}: tokenize with a larger --val-fraction")
+    described = {"mixture": weights, "tokens": {n: m.run for n, m in manifests.items()}}
+    if eval_data:
+        described["eval_tokens"] = {n: m.run for n, m in eval_manifests.items()}
     return Task(
         train_batch=data.batch,
         step=lm_step,
         eval_batches=batches,
         evaluate=lambda model, b: evaluate_lm(model, b, sizes),
         vocab_size=vocab.pop(),
-        data={"mixture": weights, "tokens": {n: m.run for n, m in manifests.items()}},
+        data=described,
     )
 
 
-def load_chat_tokenizer(lake: Lake, tokenizer: str) -> Any:
+def chat_tokenizer(folder: Path) -> Any:
+    """The transformers tokenizer of `folder` with its chat template, padding with the end token when it names no pad."""
     from transformers import AutoTokenizer
 
-    chat = AutoTokenizer.from_pretrained(str(tokenizer_dir(lake, tokenizer)))
+    chat = AutoTokenizer.from_pretrained(str(folder))
     if not chat.chat_template:
-        raise DataError(f"tokenizer {tokenizer!r} has no chat template: SFT and preference pairs need one")
+        raise DataError(f"the tokenizer in {folder} has no chat template: SFT and preference pairs need one")
     if chat.pad_token_id is None:
         chat.pad_token = chat.eos_token
     return chat
+
+
+def load_chat_tokenizer(lake: Lake, tokenizer: str) -> Any:
+    return chat_tokenizer(tokenizer_dir(lake, tokenizer))
 
 
 def _rendered(rows: list[tuple[str, dict]], render: Callable[[dict], Any]) -> tuple[list[tuple[str, Any]], list[SetAside]]:

@@ -48,6 +48,9 @@ class TrainConfig(BaseModel):
     run: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     tokenizer: str
     data: str = Field(description="pretrain: NAME[:WEIGHT],… token datasets; otherwise a lake dataset or a JSONL/parquet file")
+    eval_data: str | None = Field(
+        None, description="pretrain: NAME,… tokenized datasets whose val split is the held-out evaluation; default the mixture's"
+    )
     init: str | None = Field(None, description="the run whose newest weights this one starts from (and DPO's reference)")
     size: str = "tiny"
     seq_len: int = Field(256, ge=8)
@@ -185,7 +188,14 @@ def initial_model(lake: Lake, config: TrainConfig, vocab_size: int) -> Transform
 def build_task(lake: Lake, config: TrainConfig, device: torch.device) -> Task:
     if config.objective == "pretrain":
         return pretrain_task(
-            lake, config.tokenizer, config.data, config.seq_len, config.batch_size, config.eval_batches, config.seed
+            lake,
+            config.tokenizer,
+            config.data,
+            config.seq_len,
+            config.batch_size,
+            config.eval_batches,
+            config.seed,
+            config.eval_data,
         )
     if config.objective == "sft":
         return sft_task(lake, config.tokenizer, config.data, config.seq_len, config.batch_size, config.val_fraction, config.seed)

@@ -14,10 +14,10 @@ import pytest
 import tiktoken
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
+from pipelines.common.parallel_text import REFERENCE_LANGUAGE, ParallelTextError, read_parallel
 from pipelines.common.scripts import is_spaced
 from tokenizer_training.evaluate import LanguageCounts, count_languages, language_entry, tokenizer_entry
 from tokenizer_training.loading import LoadedTokenizer, TokenizerLoadError, load_tokenizer
-from pipelines.common.parallel_text import REFERENCE_LANGUAGE, ParallelTextError, read_parallel
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 ENCODINGS = ("r50k_base", "cl100k_base", "o200k_base")

@@ -26,6 +26,7 @@ from tokenizer_training.train import (
 FLORES = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "flores200-dev"
 needs_flores = pytest.mark.skipif(not FLORES.is_dir(), reason="needs ../shared/data/flores200-dev (the team's test data)")
 
+
 @pytest.fixture
 def lake(tmp_path) -> Lake:
     return documents_lake(tmp_path / "lake", {"eng_Latn": 120, "fra_Latn": 60, "deu_Latn": 30, "jpn_Jpan": 12})
@@ -127,9 +128,9 @@ def test_digits_are_split_one_by_one(lake):
 
 @needs_flores
 def test_every_flores_language_round_trips_and_counts_equal_raw_tokenizers(lake):
+    from pipelines.common.parallel_text import read_parallel
     from tokenizer_training.evaluate import count_languages
     from tokenizer_training.loading import load_tokenizer
-    from pipelines.common.parallel_text import read_parallel
 
     folder = train(lake, vocab_size=600).path
     raw = Tokenizer.from_file(os.path.join(folder, "tokenizer.json"))

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.common.errors import UserError
+from pipelines.common.parallel_text import REFERENCE_LANGUAGE, read_parallel
 from pipelines.lake import Lake, listed_shards, lmforge_version, utc_now
 from tokenizer_training.evaluate import count_languages, tokenizer_entry
 from tokenizer_training.loading import LoadedTokenizer, TokenizerLoadError, load_tokenizer
-from pipelines.common.parallel_text import REFERENCE_LANGUAGE, read_parallel
 from tokenizer_training.sampling import heldout_texts
 from tokenizer_training.train import read_tokenizer_manifest, tokenizer_dir
 

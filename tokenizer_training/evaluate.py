@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from pipelines.common.parallel_text import REFERENCE_LANGUAGE, ParallelTextError
 from pipelines.common.scripts import is_spaced
 from tokenizer_training.loading import LoadedTokenizer
-from pipelines.common.parallel_text import REFERENCE_LANGUAGE, ParallelTextError
 
 
 @dataclass(frozen=True)

@@ -52,9 +52,11 @@ from pipelines.lake.contract import (
     write_table,
 )
 from pipelines.lake.synthetic_schemas import (
+    BEST_OF_N_SCHEMA,
     MIX_SCHEMA,
     PREFERENCES_SCHEMA,
     SELF_INSTRUCT_SCHEMA,
+    SYNTHETIC_BEST_OF_N,
     SYNTHETIC_MIX,
     SYNTHETIC_PREFERENCES,
     SYNTHETIC_REJECTED,
@@ -106,9 +108,11 @@ __all__ = [
     "shard_run",
     "utc_now",
     "write_table",
+    "BEST_OF_N_SCHEMA",
     "MIX_SCHEMA",
     "PREFERENCES_SCHEMA",
     "SELF_INSTRUCT_SCHEMA",
+    "SYNTHETIC_BEST_OF_N",
     "SYNTHETIC_MIX",
     "SYNTHETIC_PREFERENCES",
     "SYNTHETIC_REJECTED",

@@ -32,6 +32,7 @@ from pipelines.lake import (
     MANIFEST,
     REJECTED,
     SCHEMAS,
+    SYNTHETIC_BEST_OF_N,
     SYNTHETIC_MIX,
     SYNTHETIC_PREFERENCES,
     SYNTHETIC_REJECTED,
@@ -55,6 +56,7 @@ VIEWS: dict[str, str] = {
     "wrap": SYNTHETIC_WRAP,
     "self_instruct": SYNTHETIC_SELF_INSTRUCT,
     "preferences": SYNTHETIC_PREFERENCES,
+    "best_of_n": SYNTHETIC_BEST_OF_N,
     "pretrain_mix": SYNTHETIC_MIX,
     "synthetic_rejected": SYNTHETIC_REJECTED,
 }
@@ -67,6 +69,8 @@ _DUCKDB_TYPES = {
     pa.float64(): "DOUBLE",
     pa.bool_(): "BOOLEAN",
     MESSAGES: "STRUCT(role VARCHAR, content VARCHAR)[]",
+    pa.list_(pa.string()): "VARCHAR[]",
+    pa.list_(pa.float64()): "DOUBLE[]",
 }
 
 
@@ -224,6 +228,7 @@ STATS_QUERIES: dict[str, str] = {
         UNION ALL SELECT 'self_instruct', CASE WHEN is_classification THEN 'classification' ELSE 'task' END,
             count(*), NULL, min(model) FROM self_instruct GROUP BY ALL
         UNION ALL SELECT 'preferences', 'pairs', count(*), NULL, min(model) FROM preferences
+        UNION ALL SELECT 'best_of_n', 'best of ' || n, count(*), NULL, min(model) FROM best_of_n GROUP BY n
         UNION ALL SELECT 'pretrain_mix', origin, count(*), sum(n_chars), NULL FROM pretrain_mix GROUP BY origin
         ORDER BY dataset, kind""",
     "synthetic set aside, by reason": """

@@ -3,7 +3,8 @@
 Every generated row records what made it: the model, the prompt version and the sampling
 parameters (JSON), so rows from different models or prompts can be told apart, filtered and cited.
 What a generator set aside (failed requests, empty or truncated outputs, filtered instructions,
-malformed judge answers) goes to `synthetic/rejected/<generator>/` in the rejections' schema.
+malformed judge answers, best-of-n prompts without two different scores) goes to
+`synthetic/rejected/<generator>/` in the rejections' schema.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ SYNTHETIC_WRAP = "synthetic/wrap"
 SYNTHETIC_SELF_INSTRUCT = "synthetic/self_instruct"
 SYNTHETIC_PREFERENCES = "synthetic/preferences"
 SYNTHETIC_MIX = "synthetic/mix"
+SYNTHETIC_BEST_OF_N = "synthetic/best_of_n"
 SYNTHETIC_REJECTED = "synthetic/rejected"
 
 _PROVENANCE = [
@@ -72,6 +74,32 @@ PREFERENCES_SCHEMA = pa.schema(
     ]
 )
 
+# best-of-n: n sampled responses to one prompt, each scored (a reward model or an LLM judge); the best is an
+# SFT example (`messages`), best and worst a preference pair (`prompt`, `chosen`, `rejected`)
+BEST_OF_N_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("source_id", pa.string(), metadata={"doc": "the instruction's id"}),
+        pa.field("prompt", pa.string(), nullable=False, metadata={"doc": "the user turn: instruction, then input if any"}),
+        pa.field("n", pa.int32(), metadata={"doc": "responses asked for"}),
+        pa.field("candidates", pa.list_(pa.string()), nullable=False, metadata={"doc": "every response that came back"}),
+        pa.field("finish_reasons", pa.list_(pa.string()), metadata={"doc": "each candidate's; length: cut by max_tokens"}),
+        pa.field(
+            "scores",
+            pa.list_(pa.float64()),
+            nullable=False,
+            metadata={"doc": "each candidate's score; null: not scored (cut, empty, beyond the scorer's window, no verdict)"},
+        ),
+        pa.field("chosen", pa.string(), nullable=False, metadata={"doc": "the best-scored candidate"}),
+        pa.field("rejected", pa.string(), nullable=False, metadata={"doc": "the worst-scored candidate"}),
+        pa.field("score_chosen", pa.float64()),
+        pa.field("score_rejected", pa.float64()),
+        pa.field("messages", MESSAGES, metadata={"doc": "the prompt and the best answer, for SFT"}),
+        pa.field("scorer", pa.string(), metadata={"doc": "reward checkpoint (and weights digest), or judge model and rubric"}),
+        *_PROVENANCE,
+    ]
+)
+
 # the pretraining mix: real documents and WRAP rephrasings at a given ratio of characters
 MIX_SCHEMA = pa.schema(
     [
@@ -89,5 +117,6 @@ SYNTHETIC_SCHEMAS: dict[str, pa.Schema] = {
     SYNTHETIC_WRAP: WRAP_SCHEMA,
     SYNTHETIC_SELF_INSTRUCT: SELF_INSTRUCT_SCHEMA,
     SYNTHETIC_PREFERENCES: PREFERENCES_SCHEMA,
+    SYNTHETIC_BEST_OF_N: BEST_OF_N_SCHEMA,
     SYNTHETIC_MIX: MIX_SCHEMA,
 }
