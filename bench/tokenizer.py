@@ -154,9 +154,9 @@ def raw_batch(tok, texts: list[str]) -> int:  # noqa: ANN001
 
 
 def bench_encode(tokenizers: dict[str, str], repeats: int) -> dict:
+    from pipelines.common.parallel_text import read_parallel
     from tokenizer_training.evaluate import count_languages
     from tokenizer_training.loading import load_tokenizer
-    from pipelines.common.parallel_text import read_parallel
 
     texts = read_parallel(SHARED / "flores200-dev")
     mb = sum(len(t.encode()) for t in texts.values()) / 1e6

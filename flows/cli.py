@@ -11,7 +11,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from flows.ablate_cli import ablate
+from flows.ablate_cli import ablate, print_ablation
 from flows.console import LakeOption, VerboseOption, err, fail, out, print_logs, rich_table, running, settings, user_errors
 from flows.env import REFERENCE_DATA, quiet_offline_defaults, reference_inputs
 from flows.eval_cli import evaluate
@@ -286,7 +286,10 @@ def run(
         typer.Option(help="folder with tokenizers/{r50k,o200k}_base.tiktoken and flores200-dev/ to compare against, if present"),
     ] = Path(REFERENCE_DATA),
     synthetic: Annotated[bool, typer.Option(help="generate a little synthetic data with the embedded vLLM server")] = True,
-    train: Annotated[bool, typer.Option(help="tokenize the lake, pretrain a tiny model, SFT it, train a reward model")] = True,
+    train: Annotated[
+        bool,
+        typer.Option(help="tokenize the lake, pretrain a tiny model, SFT it, train a reward model; the clean-vs-dedup ablation"),
+    ] = True,
     verbose: VerboseOption = False,
 ) -> None:
     """The main job on the embedded default: build the sample corpus, ingest, deduplicate, train a tokenizer, report,
@@ -327,6 +330,8 @@ def run(
         print_synthesis(result.synthetic)
     if result.training is not None:
         print_sample_training(result.training)
+    if result.ablation is not None:
+        print_ablation(result.ablation)
     out.print(f'lake: {deduped.lake} · try: lmforge query "SELECT lang, count(*) FROM documents GROUP BY lang"', soft_wrap=True)
     print_logs(logs)
     report_unusable(ingested)

@@ -4,7 +4,8 @@ Today: ingest the sample corpus, deduplicate the lake, train a small BPE tokeniz
 report its per-language compression beside the reference tokenizers given, then generate a small
 amount of each kind of synthetic data with the embedded vLLM server (WRAP, Self-Instruct,
 preference pairs) and the 1:1 pretraining mix, then tokenize the lake and train the `tiny` model:
-pretraining (documents and WRAP 1:1), SFT, a reward model, each exported to the Hugging Face layout.
+pretraining (documents and WRAP 1:1), SFT, a reward model, each exported to the Hugging Face layout;
+last, a small data ablation: the same tiny model on the cleaned and on the deduplicated documents.
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ from dataclasses import dataclass
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
+from flows.ablate import AblationResult, ablate_flow
 from flows.dedup import dedup_flow
 from flows.ingest import ingest_flow
 from flows.sample_training import SampleTraining, sample_training_flow
 from flows.summaries import run_markdown
 from flows.synthetic import SynthesisResult, synthesize_flow
 from flows.tokenizer import ReportResult, tokenizer_report_flow, train_tokenizer_flow
+from model.ablate import AblationConfig, Arm
+from model.evaluate import EvalConfig
 from pipelines.dedup.run import DedupConfig, DedupResult
 from pipelines.ingest.run import IngestConfig, IngestResult
 from pipelines.synthetic.generation import Sampling
@@ -36,6 +40,30 @@ SAMPLE_TOKENIZER = TokenizerConfig(name="sample-8k", vocab_size=8192)
 SAMPLE_WRAP = WrapConfig(max_documents=4, max_chunks_per_document=1, chunk_tokens=150, sampling=Sampling(max_tokens=384))
 SAMPLE_SELF_INSTRUCT = SelfInstructConfig(target=8, batch=8, max_rounds=3)
 SAMPLE_PREFERENCES = PreferencesConfig(max_prompts=6, responses=3, margin=1)
+# clean vs dedup, tiny, 2 seeds: 120 steps of 8×256 tokens per run keep the four runs to ~2 minutes on 2 cores.
+SAMPLE_ABLATION_TOKENS = 120 * 8 * 256
+SAMPLE_ABLATION_LINES = 20
+SAMPLE_ABLATION_BYTES = 50_000
+
+
+def sample_ablation(tokenizer: str, parallel: str | None) -> tuple[AblationConfig, str]:
+    """The default run's ablation and the `lmforge ablate` command that repeats it."""
+    config = AblationConfig(
+        name="sample-clean-vs-dedup",
+        arms=[
+            Arm(name="clean", mixture="documents/clean", tokenizer=tokenizer),
+            Arm(name="dedup", mixture="documents", tokenizer=tokenizer),
+        ],
+        tokens=SAMPLE_ABLATION_TOKENS,
+        seeds=2,
+        evaluation=EvalConfig(parallel=parallel, max_lines=SAMPLE_ABLATION_LINES, heldout_bytes=SAMPLE_ABLATION_BYTES),
+    )
+    command = (
+        f"lmforge ablate --name {config.name} --mix clean=documents/clean --mix dedup=documents --tokenizer {tokenizer} "
+        f"--tokens {config.tokens} --seeds 2 --max-lines {SAMPLE_ABLATION_LINES} --heldout-bytes {SAMPLE_ABLATION_BYTES}"
+        + (f" --parallel {parallel}" if parallel else "")
+    )
+    return config, command
 
 
 @dataclass
@@ -46,6 +74,7 @@ class EndToEndResult:
     report: ReportResult
     synthetic: SynthesisResult | None
     training: SampleTraining | None
+    ablation: AblationResult | None
 
 
 @flow(name="end-to-end", log_prints=True)
@@ -67,7 +96,7 @@ def end_to_end(
     (tokenizer files) are measured beside it; `parallel` (aligned <lang>.txt files) gives the
     premium against English, else the lake's held-out documents are the text measured. `synthetic`
     adds the synthetic stage on `server` (default: vLLM from `.venv-vllm` with SmolLM2-135M);
-    `training` the trainer's stage on what the lake then holds.
+    `training` the trainer's stage on what the lake then holds, and the clean-vs-dedup ablation.
     """
     ingested = ingest_flow(sample, lake, config)
     deduped = dedup_flow(lake, dedup)
@@ -77,5 +106,9 @@ def end_to_end(
     if synthetic:
         synthesized = synthesize_flow(lake, server, None, SAMPLE_WRAP, SAMPLE_SELF_INSTRUCT, SAMPLE_PREFERENCES, MixConfig())
     trained_models = sample_training_flow(lake, tokenizer.name, synthetic) if training else None
+    ablation = None
+    if training:
+        ablation_config, command = sample_ablation(tokenizer.name, parallel)
+        ablation = ablate_flow(ablation_config, lake, command)
     create_markdown_artifact(key="end-to-end-summary", markdown=run_markdown(ingested, deduped))
-    return EndToEndResult(ingested, deduped, trained, report, synthesized, trained_models)
+    return EndToEndResult(ingested, deduped, trained, report, synthesized, trained_models, ablation)

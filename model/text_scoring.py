@@ -2,9 +2,10 @@
 
 A text is scored as a document: its tokens after one document separator (`<|endoftext|>`, which
 precedes every document in our token shards and SmolLM2's), every token of the text predicted,
-nothing else. A text longer than the model's window is read in overlapping windows (the recipe of
-transformers' perplexity guide): each token is scored once, with at least `window - stride` tokens
-of context wherever the text is that long. Bits per byte = nats / ln 2 / UTF-8 bytes of the text,
+nothing else. A text longer than the model's window is read in overlapping windows, exactly as
+transformers' perplexity guide does it ("Perplexity of fixed-length models", stride = half the
+window): each token is scored once, with at least `window - stride` tokens of context after the first
+window. Bits per byte = nats / ln 2 / UTF-8 bytes of the text,
 so models with different tokenizers are compared on the same quantity.
 
 The windows of all texts are sorted by length and batched up to a token budget, and the output head
@@ -68,16 +69,17 @@ def encode_texts(tokenizer: Tokenizer, texts: list[str]) -> list[np.ndarray]:
 
 
 def windows(text: int, length: int, width: int, stride: int) -> list[Window]:
-    """Windows over ids[0:length] whose scored targets (positions 1 … length-1) cover each one once."""
-    if length <= width:
-        return [Window(text, 0, length, length - 1)]
-    found = [Window(text, 0, width, width - 1)]
-    done = width
-    while done < length:
-        end = min(done + stride, length)
-        found.append(Window(text, end - width, end, end - done))
+    """transformers' strided-perplexity windows over ids[0:length]: window k starts at k·stride, ends
+    `width` later (or at the text's end) and scores the targets after the previous window's end, so
+    each of positions 1 … length-1 is scored once."""
+    found, begin, done = [], 0, 1  # position 0, the separator, is context only
+    while True:
+        end = min(begin + width, length)
+        found.append(Window(text, begin, end, max(end - done, 0)))
         done = end
-    return found
+        if end >= length:
+            return found
+        begin += stride
 
 
 def batches(spans: list[Window], budget: int) -> list[list[Window]]:
