@@ -64,8 +64,8 @@ def print_trained(result: object) -> None:
 
 # The options that are TrainConfig fields under the same name.
 TRAINING_OPTIONS = {
-    "run", "tokenizer", "data", "init", "size", "steps", "seq_len", "batch_size", "grad_accum", "lr", "warmup", "beta",
-    "val_fraction", "eval_every", "checkpoint_every", "seed", "device", "export",
+    "run", "tokenizer", "data", "eval_data", "init", "size", "steps", "seq_len", "batch_size", "grad_accum", "lr", "warmup",
+    "beta", "val_fraction", "eval_every", "checkpoint_every", "seed", "device", "export",
 }  # fmt: skip
 
 
@@ -82,6 +82,10 @@ def command(objective: str) -> object:
                 help="pretrain: NAME[:WEIGHT],… tokenized datasets; otherwise a lake dataset or a JSONL/parquet file",
             ),
         ] = default_data,
+        eval_data: Annotated[
+            Optional[str],
+            typer.Option("--eval-data", help="pretrain: tokenized datasets whose val split is evaluated (default: --data's)"),
+        ] = None,
         init: Annotated[Optional[str], typer.Option("--init", help="start from this run's newest weights")] = None,
         size: Annotated[str, typer.Option("--size", help="model preset when not --init: tiny | small | medium")] = "tiny",
         steps: Annotated[int, typer.Option("--steps")] = 200,
