@@ -34,12 +34,9 @@ from pipelines.synthetic.models import model_label
 from pipelines.synthetic.preferences import (
     JUDGE_PROMPT_VERSION,
     RESPONSE_PROMPT_VERSION,
-    judge_messages,
-    judge_response_format,
-    parse_verdict,
     response_messages,
 )
-from pipelines.synthetic.preferences_run import Prompt, load_prompts
+from pipelines.synthetic.preferences_run import Prompt, judge_verdict, load_prompts
 from pipelines.synthetic.serving import Endpoint
 
 JUDGED_PROMPT_VERSION = f"{RESPONSE_PROMPT_VERSION}+{JUDGE_PROMPT_VERSION}"
@@ -113,20 +110,10 @@ def work_items(prompts: list[Prompt], config: BestOfNConfig, version: str, judgi
 
 def sampler(config: BestOfNConfig, judging: bool) -> Rollout:
     """The rollout: n responses to an item, each judged when `judging`; a failed request fails only its candidate."""
-    judge_format = judge_response_format()
 
     async def judge(document: Document, response: str, generate: Generate) -> dict:
-        messages = judge_messages(document.text, document.metadata["input"], response)
-        problem = ""
-        for attempt in range(config.judge_retries + 1):
-            # `user` makes each attempt its own request: the request cache must not replay a bad verdict
-            payload = config.judge_sampling.payload(messages, response_format=judge_format, user=f"judge-{attempt}")
-            answer = await generate(payload)
-            try:
-                return {"score": float(parse_verdict(answer.text).score)}
-            except ValueError as e:
-                problem = f"{e} (answer: {answer.text[:200]!r})"
-        return {"unscored": "judge_invalid", "problem": problem}
+        verdict = await judge_verdict(document, response, generate, config.judge_sampling, config.judge_retries)
+        return {"unscored": "judge_invalid", "problem": verdict} if isinstance(verdict, str) else {"score": float(verdict.score)}
 
     async def candidate(document: Document, index: int, generate: Generate) -> dict:
         payload = config.sampling.payload(response_messages(document.text, document.metadata["input"]), user=f"candidate-{index}")

@@ -40,6 +40,7 @@ from pipelines.synthetic.models import model_label
 from pipelines.synthetic.preferences import (
     JUDGE_PROMPT_VERSION,
     RESPONSE_PROMPT_VERSION,
+    JudgeVerdict,
     judge_messages,
     judge_response_format,
     parse_verdict,
@@ -100,6 +101,24 @@ def _instruction_of(row: dict) -> tuple[str, str]:
     return "", ""
 
 
+async def judge_verdict(
+    document: Document, response: str, generate: Generate, sampling: Sampling, retries: int
+) -> JudgeVerdict | str:
+    """The judge's verdict on `response` to the item's instruction, asked again up to `retries` times while
+    it is not a valid verdict; else what was wrong with the last answer (a string)."""
+    messages = judge_messages(document.text, document.metadata["input"], response)
+    response_format = judge_response_format()
+    problem = ""
+    for attempt in range(retries + 1):
+        # `user` makes each attempt its own request: the request cache must not replay a bad verdict
+        answer = await generate(sampling.payload(messages, response_format=response_format, user=f"judge-{attempt}"))
+        try:
+            return parse_verdict(answer.text)
+        except ValueError as e:
+            problem = f"{e} (answer: {answer.text[:200]!r})"
+    return problem
+
+
 def run_preferences(
     lake: Lake, endpoint: Endpoint, config: PreferencesConfig, policy: RequestPolicy, progress: Progress = no_progress
 ) -> GenerationResult:
@@ -120,22 +139,10 @@ def run_preferences(
         for n, p in enumerate(prompts)
     ]
     progress(0, len(items))
-    judge_format = judge_response_format()
 
     async def judge(document: Document, response: str, generate: Generate) -> dict:
-        messages = judge_messages(document.text, document.metadata["input"], response)
-        problem = ""
-        for attempt in range(config.judge_retries + 1):
-            # `user` makes each attempt its own request: the request cache must not replay a bad verdict
-            payload = config.judge_sampling.payload(messages, response_format=judge_format, user=f"judge-{attempt}")
-            answer = await generate(payload)
-            try:
-                verdict = parse_verdict(answer.text)
-            except ValueError as e:
-                problem = f"{e} (answer: {answer.text[:200]!r})"
-                continue
-            return {"score": verdict.score, "reason": verdict.reason}
-        return {"invalid": problem}
+        verdict = await judge_verdict(document, response, generate, config.judge_sampling, config.judge_retries)
+        return {"invalid": verdict} if isinstance(verdict, str) else {"score": verdict.score, "reason": verdict.reason}
 
     async def respond(document: Document, index: int, generate: Generate) -> dict:
         payload = config.sampling.payload(response_messages(document.text, document.metadata["input"]), user=f"response-{index}")
