@@ -80,6 +80,15 @@ def test_prefect_yaml_deploys_the_scheduled_inbox_ingest_synthesis_and_training(
     assert training["entrypoint"] == "flows/sample_training.py:sample_training_flow"
     assert training["parameters"] == {"lake": str(tmp_path / "lake"), "tokenizer": "sample-8k", "synthetic": True}
     assert [s["schedule"]["cron"] for s in training["schedules"]] == ["0 5 * * 0"]
+    evaluation = json.load(urllib.request.urlopen(env["PREFECT_API_URL"] + "/deployments/name/evaluate/eval-sample", timeout=10))
+    assert evaluation["entrypoint"] == "flows/evaluate.py:evaluate_flow"
+    assert evaluation["parameters"]["checkpoints"] == ["sample-pretrain", "sample-sft", "sample-reward"]
+    ablation = json.load(urllib.request.urlopen(env["PREFECT_API_URL"] + "/deployments/name/ablate/ablate-sample", timeout=10))
+    assert ablation["entrypoint"] == "flows/ablate.py:ablate_flow"
+    from model.ablate import AblationConfig
+
+    config = AblationConfig(**ablation["parameters"]["config"])  # what the worker will validate the parameters into
+    assert [arm.name for arm in config.arms] == ["clean", "dedup"] and config.seeds == 2
 
 
 def test_inbox_flow_ingests_only_files_it_has_not_seen(tmp_path, prefect_harness):
