@@ -104,13 +104,10 @@ def heldout_fraction(lake: Lake, dataset: str, tokenizer: str | None) -> float:
 
 def heldout_documents(lake: Lake, dataset: str, fraction: float, max_bytes: int) -> dict[str, list[str]]:
     """The dataset's held-out documents (the tokenize stage's rule, `val_mask`), per language, in id-hash
-    order, up to `max_bytes` of text per language."""
+    order, up to `max_bytes` of text per language; none for a dataset the lake does not hold."""
     source = DOCUMENTS_DEDUP if dataset == DOCUMENTS_ALIAS else dataset
-    shards = listed_shards(lake, source)
-    if not shards:
-        raise DataError(f"no documents in {source}: nothing held out to evaluate on (give --heldout '' to skip it)")
     found: list[tuple[int, str, str]] = []
-    for shard in shards:
+    for shard in listed_shards(lake, source):
         table = read_shard(lake.fs, shard, columns=["id", "text", "lang"])
         table = table.filter(pc.is_valid(table["text"]))
         keep = val_mask(table["id"].to_pylist(), fraction)
@@ -139,6 +136,7 @@ def gather_texts(lake: Lake, config: EvalConfig, tokenizer: str | None = None) -
     if config.heldout:
         fraction = config.val_fraction or heldout_fraction(lake, config.heldout, tokenizer)
         heldout = heldout_documents(lake, config.heldout, fraction, config.heldout_bytes)
+    if heldout:
         sources["heldout"] = {
             "dataset": config.heldout,
             "val_fraction": fraction,
@@ -146,7 +144,8 @@ def gather_texts(lake: Lake, config: EvalConfig, tokenizer: str | None = None) -
             "max_bytes_per_language": config.heldout_bytes,
         }
     if not aligned and not heldout:
-        raise DataError("nothing to evaluate on: give aligned text (--parallel) or a dataset with held-out documents")
+        where = f"{config.heldout} has no held-out documents in {lake.root}" if config.heldout else "no held-out dataset"
+        raise DataError(f"nothing to evaluate on: {where}; give aligned text (--parallel) or a lake with documents")
     return EvalTexts(aligned, heldout, sources)
 
 

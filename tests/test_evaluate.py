@@ -185,3 +185,12 @@ def test_sft_and_reward_runs_report_their_own_held_out_data(lake, tmp_path):
     reward = evaluate_model(lake, load_model("rm", lake), texts, config)
     assert set(reward.held_out_task) >= {"accuracy", "margin"} and 0 <= reward.held_out_task["accuracy"] <= 1
     assert not reward.aligned and reward.notes  # no LM head: no bits per byte, and the report says why
+
+
+def test_an_empty_lake_is_evaluated_on_aligned_text_alone(export, tmp_path):
+    empty = Lake.at(tmp_path / "empty")
+    config = EvalConfig(parallel=str(aligned_folder(tmp_path / "flores")))
+    texts = gather_texts(empty, config)
+    assert texts.aligned and not texts.heldout
+    with pytest.raises(DataError, match=r"nothing to evaluate on: documents has no held-out documents"):
+        gather_texts(empty, EvalConfig())
