@@ -22,7 +22,7 @@ from flows.train import train_run
 from model.ablate import AblationConfig, ArmResult, SeedResult, check_budget, final_rows, run_configs
 from model.ablate_report import draw_report, headline
 from model.checkpoint import RECORD, checkpoints
-from model.evaluate import EvalTexts, evaluate_model, gather_texts, heldout_fraction
+from model.evaluate import EvalTexts, evaluate_model, gather_texts, heldout_fraction, pick_device
 from model.loading import load_model
 from model.report_page import write_report
 from model.tasks import token_manifest
@@ -71,7 +71,8 @@ def measured(lake: Lake, run: TrainConfig, texts: EvalTexts, config: AblationCon
     path = cache / f"{run.run}.json"
     if path.is_file() and json.loads(path.read_text())["key"] == key:
         return json.loads(path.read_text())["report"]
-    report = asdict(evaluate_model(lake, load_model(run.run, lake), texts, config.evaluation))
+    loaded = load_model(run.run, lake, pick_device(config.evaluation.device))
+    report = asdict(evaluate_model(lake, loaded, texts, config.evaluation))
     cache.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(lake.fs, str(path), json.dumps({"key": key, "report": report}).encode())
     return report
@@ -115,7 +116,7 @@ def ablate_flow(config: AblationConfig, lake: str | None = None, command: str | 
         "command": command,
         "runs": {r.run: r.model_dump() for r in runs.values()},
         "sources": texts.sources,
-        "arms": [asdict(r) for r in results],
+        "arms": [{**asdict(r), "arm": r.arm.model_dump()} for r in results],  # the arm as data, not its repr
         "table": rows,
     }
     write_report(out, record, f"Ablation {config.name}", lambda folder: draw_report(config, results, rows, record, folder))

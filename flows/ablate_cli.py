@@ -67,7 +67,8 @@ def ablate(
     from pipelines.lake import Lake
 
     with user_errors():
-        default = tokenizer or default_tokenizer(Lake.at(lake))
+        every_arm_names_one = all("@" in m.split(";")[0] for m in mixes)
+        default = tokenizer or ("" if every_arm_names_one else default_tokenizer(Lake.at(lake)))
         arms = [parse_arm(m, default) for m in mixes]
     folder = str(parallel) if parallel else reference_inputs(Path(REFERENCE_DATA))[1]
     evaluation = settings(EvalConfig, parallel=folder, max_lines=max_lines, heldout_bytes=heldout_bytes)

@@ -4,7 +4,7 @@ rephrasings, another tokenizer) does to a model, with the seed spread beside the
 
 An arm is `NAME=MIX[@TOKENIZER][;KEY=VALUE…]`: MIX is `NAME[:WEIGHT],…` of lake datasets (tokenized
 for the arm's tokenizer), KEY one of `OVERRIDES` (an arm may change the learning rate, say). Each
-(arm, seed) is an ordinary pretraining run, `ablate-<ablation>-<arm>-s<seed>`, so a killed ablation
+(arm, seed) is an ordinary pretraining run, `ablate-<ablation>.<arm>-s<seed>`, so a killed ablation
 resumes its runs and a finished run whose settings and data are unchanged is reused as it is.
 Bits per byte makes arms with different tokenizers comparable.
 """
@@ -15,9 +15,9 @@ import math
 import re
 import statistics
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from model.data import DataError, parse_mixture
 from model.evaluate import EvalConfig
@@ -54,15 +54,31 @@ def parse_arm(text: str, default_tokenizer: str) -> Arm:
     mixture, _, tokenizer = spec.partition("@")
     overrides = {}
     for option in options:
-        key, _, value = option.partition("=")
-        if key.strip() not in OVERRIDES:
-            raise DataError(f"--mix {text!r}: {key.strip()!r} cannot be set per arm (only {', '.join(OVERRIDES)})")
-        try:
-            overrides[key.strip()] = OVERRIDES[key.strip()](value)
-        except ValueError:
-            raise DataError(f"--mix {text!r}: {key.strip()} must be a number, not {value!r}") from None
+        key, _, value = (part.strip() for part in option.partition("="))
+        if key not in OVERRIDES:
+            raise DataError(f"--mix {text!r}: {key!r} cannot be set per arm (only {', '.join(OVERRIDES)})")
+        overrides[key] = override(text, key, value)
     parse_mixture(mixture)  # its own errors name the bad weight
     return Arm(name=name.strip(), mixture=mixture.strip(), tokenizer=tokenizer.strip() or default_tokenizer, overrides=overrides)
+
+
+def override(text: str, key: str, value: str) -> float:
+    """An arm's KEY=VALUE, checked here as the run's TrainConfig would check it (a negative lr, say), so
+    that a bad value is one error naming the arm, not a validation traceback once the data is tokenized."""
+    kind = OVERRIDES[key]
+    try:
+        number = kind(value)
+    except ValueError:
+        expected = "a whole number" if kind is int else "a number"
+        raise DataError(f"--mix {text!r}: {key} must be {expected}, not {value!r}") from None
+    field = TrainConfig.model_fields[key]
+    try:
+        TypeAdapter(Annotated[field.annotation, field]).validate_python(number)
+    except ValidationError as error:
+        raise DataError(f"--mix {text!r}: {key}={value}: {error.errors()[0]['msg'].lower()}") from None
+    if not math.isfinite(number):
+        raise DataError(f"--mix {text!r}: {key}={value}: not a finite number")
+    return number
 
 
 class AblationConfig(BaseModel):
@@ -81,37 +97,50 @@ class AblationConfig(BaseModel):
     allow_repeat: bool = False
     evaluation: EvalConfig = EvalConfig()
 
+    @field_validator("arms")
+    @classmethod
+    def _distinct_names(cls, arms: list[Arm]) -> list[Arm]:
+        # runs and results are keyed by the arm's name: two arms of one name would train and report one mix twice
+        twice = sorted({a.name for a in arms if [b.name for b in arms].count(a.name) > 1})
+        if twice:
+            raise ValueError(f"two arms are named {', '.join(twice)}: give each --mix its own NAME")
+        return arms
+
     def steps(self) -> int:
         return max(math.ceil(self.tokens / (self.seq_len * self.batch_size)), 1)
 
 
 def run_name(ablation: str, arm: str, seed: int) -> str:
-    return f"ablate-{ablation}-{arm}-s{seed}"
+    """`ablate-<ablation>.<arm>-s<seed>`: neither name may hold a dot, so two ablations never share a run."""
+    return f"ablate-{ablation}.{arm}-s{seed}"
 
 
 def run_configs(config: AblationConfig) -> dict[tuple[str, int], TrainConfig]:
     """One pretraining run per (arm, seed): identical but for the data, the tokenizer and the arm's overrides."""
     steps = config.steps()
     every = max(steps // config.evaluations, 1)
+    shared = dict(
+        objective="pretrain",
+        eval_data=config.eval_data,
+        size=config.preset,
+        seq_len=config.seq_len,
+        batch_size=config.batch_size,
+        steps=steps,
+        lr=config.lr,
+        warmup=min(20, steps // 10),
+        eval_every=every,
+        checkpoint_every=every,
+        keep_checkpoints=1,
+        export=False,
+    )
+    # The arm's overrides replace the shared settings (lr, warmup, …): merged, not passed twice.
     return {
         (arm.name, seed): TrainConfig(
-            objective="pretrain",
-            run=run_name(config.name, arm.name, seed),
-            tokenizer=arm.tokenizer,
-            data=arm.mixture,
-            eval_data=config.eval_data,
-            size=config.preset,
-            seq_len=config.seq_len,
-            batch_size=config.batch_size,
-            steps=steps,
-            lr=config.lr,
-            warmup=min(20, steps // 10),
-            eval_every=every,
-            checkpoint_every=every,
-            keep_checkpoints=1,
-            seed=seed,
-            export=False,
-            **arm.overrides,
+            **(
+                shared
+                | {"run": run_name(config.name, arm.name, seed), "tokenizer": arm.tokenizer, "data": arm.mixture, "seed": seed}
+                | arm.overrides
+            )
         )
         for arm in config.arms
         for seed in range(config.seeds)
