@@ -173,19 +173,20 @@ def score_languages(
     return result
 
 
-def tokenizer_sha(folder: Path) -> str:
-    return hashlib.sha256((folder / "tokenizer.json").read_bytes()).hexdigest()
+def file_sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def report_premiums(lake: Lake, tokenizer: Path) -> dict[str, float]:
-    """The premiums the tokenizer report measured on aligned text for this tokenizer (same tokenizer.json), if any."""
+    """The premiums the tokenizer report measured on aligned text for this tokenizer (the same
+    tokenizer.json, wherever it lies), if any. Entries for other kinds (tiktoken rank files) never match."""
     path = Path(lake.path(REPORTS, "tokenizer", "report.json")) if lake.is_local else None
     if path is None or not path.is_file():
         return {}
-    sha = tokenizer_sha(tokenizer)
+    sha = file_sha(tokenizer / "tokenizer.json")
     for entry in json.loads(path.read_text()).get("tokenizers", {}).values():
         file = Path(entry.get("path") or "")
-        if file.is_file() and tokenizer_sha(file.parent) == sha:
+        if file.name == "tokenizer.json" and file.is_file() and file_sha(file) == sha:
             return {
                 lang: stats["premium"]
                 for lang, stats in entry.get("languages", {}).items()

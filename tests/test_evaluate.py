@@ -194,3 +194,26 @@ def test_an_empty_lake_is_evaluated_on_aligned_text_alone(export, tmp_path):
     assert texts.aligned and not texts.heldout
     with pytest.raises(DataError, match=r"nothing to evaluate on: documents has no held-out documents"):
         gather_texts(empty, EvalConfig())
+
+
+def test_the_premium_comes_from_the_tokenizer_report_when_it_measured_this_tokenizer(export, tmp_path):
+    """A report also holds tiktoken rank files (no tokenizer.json beside them): they never match."""
+    lake = Lake.at(tmp_path / "lake")
+    rank_file = tmp_path / "tokenizers" / "r50k_base.tiktoken"
+    rank_file.parent.mkdir()
+    rank_file.write_text("")
+    copy = shutil.copytree(export, tmp_path / "elsewhere")  # the same tokenizer.json at another path
+    languages = {lang: {"premium": 1.0 + i, "source": "parallel"} for i, lang in enumerate(LINES)}
+    report = {
+        "tokenizers": {
+            "r50k": {"path": str(rank_file), "languages": {}},
+            "ours": {"path": str(copy / "tokenizer.json"), "languages": languages},
+        }
+    }
+    folder = Path(lake.path("reports", "tokenizer"))
+    folder.mkdir(parents=True)
+    (folder / "report.json").write_text(json.dumps(report))
+    config = EvalConfig(parallel=str(aligned_folder(tmp_path / "flores")), heldout=None)
+    evaluated = evaluate_model(lake, load_model(str(export), lake), gather_texts(lake, config), config)
+    assert evaluated.premium == {lang: 1.0 + i for i, lang in enumerate(LINES)}
+    assert evaluated.premium_source == "tokenizer report"
