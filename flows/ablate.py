@@ -19,7 +19,7 @@ from prefect.artifacts import create_link_artifact, create_table_artifact
 
 from flows.tokens import tokenize_flow
 from flows.train import train_run
-from model.ablate import AblationConfig, ArmResult, SeedResult, check_budget, final_rows, run_configs
+from model.ablate import AblationConfig, ArmResult, SeedResult, check_budget, command_line, final_rows, run_configs
 from model.ablate_report import draw_report, headline
 from model.checkpoint import RECORD, checkpoints
 from model.evaluate import EvalTexts, evaluate_model, gather_texts, heldout_fraction, pick_device
@@ -113,7 +113,7 @@ def ablate_flow(config: AblationConfig, lake: str | None = None, command: str | 
     rows = final_rows(results)
     record = {
         "config": config.model_dump(),
-        "command": command,
+        "command": command or command_line(config, root.root),
         "runs": {r.run: r.model_dump() for r in runs.values()},
         "sources": texts.sources,
         "arms": [{**asdict(r), "arm": r.arm.model_dump()} for r in results],  # the arm as data, not its repr

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
-import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -87,8 +85,7 @@ def ablate(
     )
     from flows.ablate import ablate_flow
 
-    command = "lmforge " + shlex.join(sys.argv[1:])
     with user_errors(), running(lake, "ablate", verbose) as logs:
-        result = ablate_flow(config, lake, command)
+        result = ablate_flow(config, lake)
     print_ablation(result)
     print_logs(logs)

@@ -46,9 +46,9 @@ SAMPLE_ABLATION_LINES = 20
 SAMPLE_ABLATION_BYTES = 50_000
 
 
-def sample_ablation(tokenizer: str, parallel: str | None) -> tuple[AblationConfig, str]:
-    """The default run's ablation and the `lmforge ablate` command that repeats it."""
-    config = AblationConfig(
+def sample_ablation(tokenizer: str, parallel: str | None) -> AblationConfig:
+    """The default run's ablation: clean vs dedup, the tiny model, 2 seeds."""
+    return AblationConfig(
         name="sample-clean-vs-dedup",
         arms=[
             Arm(name="clean", mixture="documents/clean", tokenizer=tokenizer),
@@ -58,12 +58,6 @@ def sample_ablation(tokenizer: str, parallel: str | None) -> tuple[AblationConfi
         seeds=2,
         evaluation=EvalConfig(parallel=parallel, max_lines=SAMPLE_ABLATION_LINES, heldout_bytes=SAMPLE_ABLATION_BYTES),
     )
-    command = (
-        f"lmforge ablate --name {config.name} --mix clean=documents/clean --mix dedup=documents --tokenizer {tokenizer} "
-        f"--tokens {config.tokens} --seeds 2 --max-lines {SAMPLE_ABLATION_LINES} --heldout-bytes {SAMPLE_ABLATION_BYTES}"
-        + (f" --parallel {parallel}" if parallel else "")
-    )
-    return config, command
 
 
 @dataclass
@@ -106,9 +100,6 @@ def end_to_end(
     if synthetic:
         synthesized = synthesize_flow(lake, server, None, SAMPLE_WRAP, SAMPLE_SELF_INSTRUCT, SAMPLE_PREFERENCES, MixConfig())
     trained_models = sample_training_flow(lake, tokenizer.name, synthetic) if training else None
-    ablation = None
-    if training:
-        ablation_config, command = sample_ablation(tokenizer.name, parallel)
-        ablation = ablate_flow(ablation_config, lake, command)
+    ablation = ablate_flow(sample_ablation(tokenizer.name, parallel), lake) if training else None
     create_markdown_artifact(key="end-to-end-summary", markdown=run_markdown(ingested, deduped))
     return EndToEndResult(ingested, deduped, trained, report, synthesized, trained_models, ablation)

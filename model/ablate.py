@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+import shlex
 import statistics
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -108,6 +109,21 @@ class AblationConfig(BaseModel):
 
     def steps(self) -> int:
         return max(math.ceil(self.tokens / (self.seq_len * self.batch_size)), 1)
+
+
+def command_line(config: AblationConfig, lake: str) -> str:
+    """The `lmforge ablate` command that builds `config`: what a report gives to reproduce it, whether
+    the ablation was started from the CLI, `lmforge run` or a deployment."""
+    args = ["lmforge", "ablate", "--name", config.name]
+    for arm in config.arms:
+        args += ["--mix", f"{arm.name}={arm.spec}"]
+    args += ["--tokens", str(config.tokens), "--seeds", str(config.seeds), "--preset", config.preset]
+    args += ["--seq-len", str(config.seq_len), "--batch-size", str(config.batch_size), "--lr", f"{config.lr:g}"]
+    evaluation = config.evaluation
+    args += ["--parallel", evaluation.parallel] if evaluation.parallel else []
+    args += ["--max-lines", str(evaluation.max_lines)] if evaluation.max_lines else []
+    args += ["--heldout-bytes", str(evaluation.heldout_bytes)] + (["--allow-repeat"] if config.allow_repeat else [])
+    return shlex.join(args + ["--lake", lake])
 
 
 def run_name(ablation: str, arm: str, seed: int) -> str:

@@ -203,7 +203,7 @@ def premiums(lake: Lake, loaded: LoadedModel, aligned: dict[str, LanguageScore])
     english = aligned.get(REFERENCE_LANGUAGE)
     if not english or not english.tokens:
         return {}, None
-    # Tokens scored per language, less one document separator per line, are the text's own tokens.
+    # The tokens scored are the text's own: the separator before each line is context, never scored.
     return {lang: s.tokens / english.tokens for lang, s in aligned.items()}, "measured on the aligned lines"
 
 
