@@ -33,14 +33,14 @@ def _plt() -> Any:
 
 
 def premium_chart(reports: list[ModelReport], path: Path) -> bool:
-    """Per model one row: the tokenizer premium per language (left) beside the model's bits per byte
-    (right), languages in the same order (most expensive first)."""
+    """Per model one row: the tokenizer premium per language, the model's bits per byte, and its bits
+    for the same content relative to English, languages in the same order (most expensive first)."""
     shown = [r for r in reports if r.aligned and r.premium]
     if not shown:
         return False
     plt = _plt()
     n = max(len(r.aligned) for r in shown)
-    fig, axes = plt.subplots(len(shown), 2, figsize=(11, 0.9 + 0.24 * n * len(shown)), squeeze=False)
+    fig, axes = plt.subplots(len(shown), 3, figsize=(14, 0.9 + 0.24 * n * len(shown)), squeeze=False)
     for row, report in zip(axes, shown):
         langs = sorted(report.aligned, key=lambda lang: report.premium.get(lang, 0))
         y = np.arange(len(langs))
@@ -49,6 +49,9 @@ def premium_chart(reports: list[ModelReport], path: Path) -> bool:
         row[0].set(yticks=y, yticklabels=langs, xlabel="tokenizer premium (× English's tokens)", title=f"{report.name}: cost")
         row[1].barh(y, [report.aligned[lang].bits_per_byte for lang in langs], color="C0")
         row[1].set(yticks=y, yticklabels=[], xlabel="bits per byte (lower: knows it better)", title="how well the model knows it")
+        row[2].barh(y, [report.content_bits.get(lang, 0) for lang in langs], color="C2")
+        row[2].axvline(1.0, color="#444", lw=0.8)
+        row[2].set(yticks=y, yticklabels=[], xlabel="bits for the same content (× English's)", title="per sentence")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -100,10 +103,13 @@ def headline(reports: list[ModelReport]) -> list[str]:
             f"{r.name}: lowest bits per byte on {best} ({r.aligned[best].bits_per_byte:.2f}), "
             f"highest on {worst} ({r.aligned[worst].bits_per_byte:.2f})."
         )
-        langs = [lang for lang in r.aligned if lang in r.premium]
-        rho = spearman([r.premium[lang] for lang in langs], [r.aligned[lang].bits_per_byte for lang in langs])
+        if r.content_bits:
+            hardest = max(r.content_bits, key=r.content_bits.get)
+            text += f" For the same content {hardest} takes the most bits ({r.content_bits[hardest]:.2f}× English's)."
+        langs = [lang for lang in r.aligned if lang in r.premium and lang in r.content_bits]
+        rho = spearman([r.premium[lang] for lang in langs], [r.content_bits[lang] for lang in langs])
         if rho is not None:
-            text += f" Premium and bits per byte rank languages alike with Spearman ρ = {rho:.2f}."
+            text += f" The tokenizer premium and the bits for the same content rank languages alike with Spearman ρ = {rho:.2f}."
         lines.append(text)
     return lines
 
@@ -127,11 +133,14 @@ def language_table(reports: list[ModelReport], part: str) -> Table | None:
     if len({tuple(sorted(r.premium.items())) for r in premiums}) == 1:
         premiums = premiums[:1]
     columns = ["language"] + [f"premium ({r.name})" if len(premiums) > 1 else "premium" for r in premiums]
-    columns += [f"{r.name} bits/byte" for r in shown] + ["bytes"]
+    columns += [f"{r.name} bits/byte" for r in shown]
+    parity = [r for r in shown if r.content_bits] if part == "aligned" else []
+    columns += [f"{r.name} bits vs English" for r in parity] + ["bytes"]
     rows = []
     for lang in langs:
         row: list[Any] = [lang] + [r.premium.get(lang) for r in premiums]
         row += [getattr(r, part)[lang].bits_per_byte if lang in getattr(r, part) else None for r in shown]
+        row += [r.content_bits.get(lang) for r in parity]
         row.append(max((getattr(r, part)[lang].bytes for r in shown if lang in getattr(r, part)), default=None))
         rows.append(row)
     return Table(columns, rows)

@@ -72,6 +72,10 @@ class ModelReport:
     heldout: dict[str, LanguageScore] = field(default_factory=dict)
     premium: dict[str, float] = field(default_factory=dict)
     premium_source: str | None = None
+    # Bits for the same content relative to English (aligned text): per byte, a script of 3-byte
+    # characters looks cheap because UTF-8 continuation bytes are nearly free to predict; per sentence
+    # it does not (Tsvetkov & Kipnis 2024's information parity, inverted).
+    content_bits: dict[str, float] = field(default_factory=dict)
     held_out_task: dict[str, float] = field(default_factory=dict)  # SFT chat loss, or pair accuracy and margin
     notes: list[str] = field(default_factory=list)
 
@@ -207,6 +211,15 @@ def premiums(lake: Lake, loaded: LoadedModel, aligned: dict[str, LanguageScore])
     return {lang: s.tokens / english.tokens for lang, s in aligned.items()}, "measured on the aligned lines"
 
 
+def content_bits(aligned: dict[str, LanguageScore]) -> dict[str, float]:
+    """Each language's total bits on the aligned lines over English's: what the same content costs the model."""
+    english = aligned.get(REFERENCE_LANGUAGE)
+    if not english or not english.bytes:
+        return {}
+    bits = {lang: s.bits_per_byte * s.bytes for lang, s in aligned.items()}
+    return {lang: b / bits[REFERENCE_LANGUAGE] for lang, b in bits.items()}
+
+
 def held_out_task(lake: Lake, loaded: LoadedModel) -> dict[str, float]:
     """The run's own held-out split: chat loss and bits per byte on assistant tokens (SFT), or pair
     accuracy and margin (reward model), exactly as the training run evaluated it."""
@@ -235,6 +248,7 @@ def evaluate_model(
         report.aligned = score_languages(loaded, texts.aligned, config.window, progress) if texts.aligned else {}
         report.heldout = score_languages(loaded, texts.heldout, config.window, progress) if texts.heldout else {}
         report.premium, report.premium_source = premiums(lake, loaded, report.aligned)
+        report.content_bits = content_bits(report.aligned)
     else:
         report.notes.append("a reward model has no language-model head: no bits per byte, only its held-out pairs")
     report.held_out_task = held_out_task(lake, loaded)

@@ -122,6 +122,8 @@ def test_a_run_is_evaluated_per_language_on_aligned_text_and_held_out_documents(
             assert 0 < ours[lang].bits_per_byte < 20
     assert report.aligned["eng_Latn"].bytes == sum(len(line.encode()) for line in LINES["eng_Latn"])
     assert report.premium["eng_Latn"] == 1.0 and report.premium_source
+    bits = {lang: s.bits_per_byte * s.bytes for lang, s in report.aligned.items()}
+    assert report.content_bits == pytest.approx({lang: b / bits["eng_Latn"] for lang, b in bits.items()})
     assert exported.name == "pre/hf" and report.name == "pre@6"
 
 
