@@ -12,7 +12,8 @@ lines of `--languages` FLORES languages (`../shared/data/flores200-dev`), each l
   encode_batch, windows sorted by length and batched up to a token budget, the output head applied only
   to the scored positions.
 - **plain transformers**: `AutoModelForCausalLM` (fp32, sdpa), one document at a time: encode, forward,
-  cross-entropy summed over the document's tokens. The anchor (target ≥ 1.0×).
+  cross-entropy summed over the document's tokens (in the perplexity guide's strided windows where a
+  document is longer than the model's window). The anchor (target ≥ 1.0×).
 
 Both score `<|endoftext|>` + the line's tokens, and the totals are checked equal (rel 1e-4) on every
 repetition. Sides alternate; medians and the paired ratio are printed; the clocks cover encoding too.
@@ -52,12 +53,21 @@ def default_model(lake: Path) -> Path:
 
 
 def plain_transformers(model: torch.nn.Module, tokenizer: Tokenizer, texts: list[str]) -> float:
+    """transformers' perplexity-guide loop, one document at a time: strided windows of the model's
+    length (stride = half) where a document is longer, else one forward."""
+    width = model.config.max_position_embeddings
     nats = 0.0
     with torch.inference_mode():
         for ids in encode_texts(tokenizer, texts):
-            x = torch.from_numpy(ids)[None]
-            logits = model(x).logits[0, :-1]
-            nats += F.cross_entropy(logits.float(), x[0, 1:], reduction="sum").item()
+            x, previous_end = torch.from_numpy(ids)[None], 0
+            for begin in range(0, x.shape[1], width // 2):
+                end = min(begin + width, x.shape[1])
+                scored = end - max(previous_end, 1)
+                logits = model(x[:, begin:end]).logits[0, -scored - 1 : -1]
+                nats += F.cross_entropy(logits.float(), x[0, end - scored : end], reduction="sum").item()
+                previous_end = end
+                if end == x.shape[1]:
+                    break
     return nats
 
 
