@@ -15,8 +15,11 @@ def print_ablation(result: Any) -> None:
     from model.ablate_report import headline
     from model.report_page import cell
 
-    rows = result.rows
-    out.print(rich_table("ablation", list(rows[0]), [[cell(v) for v in r.values()] for r in rows]))
+    # The terminal gets the numbers; the specs and the rest are in the report.
+    baseline = result.rows[0]["arm"]
+    columns = ["arm", "held-out bits/byte", "seed range", f"Δ vs {baseline}", "beyond seed spread", "diverged"]
+    rows = [[cell(row[c]) for c in columns] for row in result.rows]
+    out.print(rich_table("ablation", ["arm", "bits/byte", "seeds", "Δ", "beyond spread", "diverged"], rows))
     for line in headline(result.arms):
         out.print(line, highlight=False, soft_wrap=True)
     out.print(f"report: {result.out}/report.html", highlight=False, soft_wrap=True)
