@@ -59,7 +59,10 @@ def parse_arm(text: str, default_tokenizer: str) -> Arm:
         if key not in OVERRIDES:
             raise DataError(f"--mix {text!r}: {key!r} cannot be set per arm (only {', '.join(OVERRIDES)})")
         overrides[key] = override(text, key, value)
-    parse_mixture(mixture)  # its own errors name the bad weight
+    try:
+        parse_mixture(mixture)
+    except DataError as error:
+        raise DataError(f"--mix {text!r}: {error}") from None
     return Arm(name=name.strip(), mixture=mixture.strip(), tokenizer=tokenizer.strip() or default_tokenizer, overrides=overrides)
 
 

@@ -142,7 +142,7 @@ def test_an_arm_is_a_mixture_a_tokenizer_and_overrides():
         ("a b=documents", ["'a b=documents'", "NAME=DATASET"]),
         ("clean=", ["'clean='", "NAME=DATASET"]),
         ("wrap=documents:1,synthetic/wrap:x", ["'x'", "synthetic/wrap", "not a number"]),
-        ("wrap=documents:0", ["documents", "positive"]),
+        ("wrap=documents:0", ["--mix 'wrap=documents:0'", "documents", "positive"]),
         ("hot=documents;lr=fast", ["'hot=documents;lr=fast'", "lr must be a number", "'fast'"]),
         ("hot=documents;warmup=2.5", ["warmup must be a whole number", "'2.5'"]),
         ("hot=documents;steps=10", ["'steps' cannot be set per arm", "lr, warmup, weight_decay, grad_clip"]),
