@@ -150,38 +150,40 @@ def summary_section(reports: list[ModelReport]) -> Section:
     return Section("Summary", headline(reports), [summary_table(reports)])
 
 
+def part_section(reports: list[ModelReport], part: str, heading: str, intro: list[str], folder: Path) -> Section | None:
+    """One text's section: its description, the bits-per-byte chart and the per-language table."""
+    table = language_table(reports, part)
+    if table is None:
+        return None
+    section = Section(heading, intro)
+    if part == "aligned" and premium_chart(reports, folder / "premium_and_bpb.png"):
+        section.blocks.append(Chart("premium_and_bpb.png", "what a language costs (premium) beside how well the model knows it"))
+    if bpb_chart(reports, part, folder / f"{part}_bpb.png"):
+        section.blocks.append(Chart(f"{part}_bpb.png", f"bits per byte on {PARTS[part]}"))
+    section.blocks.append(table)
+    return section
+
+
 def sections(reports: list[ModelReport], sources: dict[str, Any], folder: Path) -> list[Section]:
     """Write the charts into `folder`; return the report's sections."""
-    out = [summary_section(reports)]
-    aligned = Section("Aligned text, per language")
+    intros: dict[str, list[str]] = {"aligned": [], "heldout": []}
     if "parallel" in sources:
         p = sources["parallel"]
-        aligned.text.append(
+        intros["aligned"].append(
             f"{p['lines']} lines per language from `{p['folder']}`, each scored as a document after `<|endoftext|>`. "
             "Premium: tokens for the same content relative to English "
-            f"({', '.join(sorted({r.premium_source for r in reports if r.premium_source}))})."
+            f"({', '.join(sorted({r.premium_source for r in reports if r.premium_source}))}); "
+            "bits vs English: the model's bits for the same content relative to English's."
         )
-    if premium_chart(reports, folder / "premium_and_bpb.png"):
-        aligned.blocks.append(Chart("premium_and_bpb.png", "what a language costs (premium) beside how well the model knows it"))
-    if bpb_chart(reports, "aligned", folder / "aligned_bpb.png"):
-        aligned.blocks.append(Chart("aligned_bpb.png", "bits per byte on aligned text"))
-    table = language_table(reports, "aligned")
-    if table:
-        aligned.blocks.append(table)
-        out.append(aligned)
-    heldout = Section("The lake's held-out documents, per language")
     if "heldout" in sources:
         h = sources["heldout"]
-        heldout.text.append(
+        intros["heldout"].append(
             f"{h['documents']} documents of `{h['dataset']}` in its held-out split (xxh64 of the id below "
             f"{h['val_fraction']}, the tokenize stage's rule), at most {h['max_bytes_per_language']:,} bytes per language."
         )
-    if bpb_chart(reports, "heldout", folder / "heldout_bpb.png"):
-        heldout.blocks.append(Chart("heldout_bpb.png", "bits per byte on held-out documents"))
-    table = language_table(reports, "heldout")
-    if table:
-        heldout.blocks.append(table)
-        out.append(heldout)
+    headings = {"aligned": "Aligned text, per language", "heldout": "The lake's held-out documents, per language"}
+    parts = [part_section(reports, part, headings[part], intros[part], folder) for part in PARTS]
+    out = [summary_section(reports), *(section for section in parts if section is not None)]
     notes = [f"{r.name}: {n}" for r in reports for n in r.notes]
     if notes:
         out.append(Section("Notes", notes))

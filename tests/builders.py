@@ -6,7 +6,7 @@ import gzip
 import io
 import json
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 import pyarrow as pa
 from warcio.statusandheaders import StatusAndHeaders
@@ -203,3 +203,18 @@ def chat_tokenizer_folder(folder: Path) -> Path:
     save_transformers_folder(tokenizer, str(folder))
     (folder / "_manifest.json").write_text('{"name": "t"}\n')
     return folder
+
+
+def flow_run_artifacts(state: Any) -> list:
+    """The Prefect artifacts the flow run behind `state` (a `return_state=True` result) published."""
+    import asyncio
+
+    from prefect import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    async def read() -> list:
+        async with get_client() as client:
+            of_this_run = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id]))
+            return await client.read_artifacts(artifact_filter=of_this_run)
+
+    return asyncio.run(read())

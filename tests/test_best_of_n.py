@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import torch
-from builders import chat_tokenizer_folder, write_jsonl
+from builders import chat_tokenizer_folder, flow_run_artifacts, write_jsonl
 from test_console import lmforge
 from typer.testing import CliRunner
 
@@ -219,11 +219,6 @@ def test_a_language_model_as_reward_is_one_line_before_any_request(lake, generat
 
 
 def test_the_flow_publishes_progress_and_a_summary(lake, tmp_path, generation_server, prefect_harness):
-    import asyncio
-
-    from prefect import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
-
     from flows.synthetic import synthesize_flow
     from pipelines.synthetic.serving import ServerConfig
 
@@ -233,13 +228,7 @@ def test_the_flow_publishes_progress_and_a_summary(lake, tmp_path, generation_se
     state = synthesize_flow(lake.root, server, POLICY, best_of_n=config, return_state=True)
     result = state.result().results["best_of_n"]
     assert result.rows + result.rejected == 1
-
-    async def artifacts() -> list:
-        async with get_client() as client:
-            of_this_run = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id]))
-            return await client.read_artifacts(artifact_filter=of_this_run)
-
-    published = asyncio.run(artifacts())
+    published = flow_run_artifacts(state)
     progress = [a for a in published if a.type == "progress"]
     assert progress and float(progress[0].data) == 100.0 and progress[0].description == "synth best-of-n"
     (summary,) = [a for a in published if a.key == "synthetic-summary"]

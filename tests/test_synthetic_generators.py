@@ -7,7 +7,7 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
-from builders import documents_lake
+from builders import documents_lake, flow_run_artifacts
 
 from pipelines.common.errors import UserError
 from pipelines.lake import SYNTHETIC_PREFERENCES, SYNTHETIC_REJECTED, SYNTHETIC_SELF_INSTRUCT, SYNTHETIC_WRAP, Lake, listed_shards
@@ -134,11 +134,6 @@ def test_the_mix_balances_real_and_synthetic_characters(tmp_path, generation_ser
 
 
 def test_the_flow_publishes_progress_and_a_summary(tmp_path, generation_server, prefect_harness):
-    import asyncio
-
-    from prefect import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
-
     from flows.synthetic import synthesize_flow
     from pipelines.synthetic.serving import ServerConfig
 
@@ -148,13 +143,7 @@ def test_the_flow_publishes_progress_and_a_summary(tmp_path, generation_server, 
     state = synthesize_flow(lake.root, server, POLICY, wrap=wrap, return_state=True)
     result = state.result()
     assert result.results["wrap"].rows + result.results["wrap"].rejected == 1
-
-    async def artifacts() -> list:
-        async with get_client() as client:
-            of_this_run = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id]))
-            return await client.read_artifacts(artifact_filter=of_this_run)
-
-    published = asyncio.run(artifacts())
+    published = flow_run_artifacts(state)
     progress = [a for a in published if a.type == "progress"]
     assert progress and float(progress[0].data) == 100.0 and progress[0].description == "synth wrap"
     (summary,) = [a for a in published if a.key == "synthetic-summary"]
