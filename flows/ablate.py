@@ -22,7 +22,7 @@ from flows.train import train_run
 from model.ablate import AblationConfig, ArmResult, SeedResult, check_budget, command_line, final_rows, run_configs
 from model.ablate_report import draw_report, headline
 from model.checkpoint import RECORD, checkpoints
-from model.evaluate import EvalTexts, evaluate_model, gather_texts, heldout_fraction, pick_device
+from model.evaluate import EvalTexts, evaluate_model, gather_texts, heldout_fraction, pick_device, pooled_bpb
 from model.loading import load_model
 from model.report_page import write_report
 from model.tasks import token_manifest
@@ -79,8 +79,8 @@ def measured(lake: Lake, run: TrainConfig, texts: EvalTexts, config: AblationCon
 
 
 def overall(scores: dict[str, dict[str, Any]]) -> float | None:
-    nbytes = sum(s["bytes"] for s in scores.values())
-    return sum(s["bits_per_byte"] * s["bytes"] for s in scores.values()) / nbytes if nbytes else None
+    """`ModelReport.overall` of a cached (JSON) report's part."""
+    return pooled_bpb([(s["bits_per_byte"], s["bytes"]) for s in scores.values()])
 
 
 @flow(name="ablate", log_prints=True)

@@ -60,6 +60,12 @@ class LanguageScore:
     texts: int
 
 
+def pooled_bpb(scores: list[tuple[float, int]]) -> float | None:
+    """Bits per byte of several texts together, from each one's (bits per byte, bytes)."""
+    nbytes = sum(b for _, b in scores)
+    return sum(bpb * b for bpb, b in scores) / nbytes if nbytes else None
+
+
 @dataclass
 class ModelReport:
     name: str
@@ -80,10 +86,8 @@ class ModelReport:
     notes: list[str] = field(default_factory=list)
 
     def overall(self, part: str) -> float | None:
-        """Bits per byte over all of `part`'s text (each language weighted by its bytes)."""
-        scores = getattr(self, part).values()
-        nbytes = sum(s.bytes for s in scores)
-        return sum(s.bits_per_byte * s.bytes for s in scores) / nbytes if nbytes else None
+        """Bits per byte over all of `part`'s text."""
+        return pooled_bpb([(s.bits_per_byte, s.bytes) for s in getattr(self, part).values()])
 
 
 # --- the texts ------------------------------------------------------------------------------------
