@@ -69,8 +69,9 @@ def measured(lake: Lake, run: TrainConfig, texts: EvalTexts, config: AblationCon
     newest = checkpoints(run_dir(lake, run.run))[-1]
     key = fingerprint([json.loads((newest.path / RECORD).read_text()), texts.sources, config.evaluation.model_dump()])
     path = cache / f"{run.run}.json"
-    if path.is_file() and json.loads(path.read_text())["key"] == key:
-        return json.loads(path.read_text())["report"]
+    cached = json.loads(path.read_text()) if path.is_file() else {}
+    if cached.get("key") == key:
+        return cached["report"]
     loaded = load_model(run.run, lake, pick_device(config.evaluation.device))
     report = asdict(evaluate_model(lake, loaded, texts, config.evaluation))
     cache.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from flows.console import LakeOption, VerboseOption, out, print_logs, rich_table, running, settings, user_errors
-from flows.env import REFERENCE_DATA, reference_inputs
+from flows.env import REFERENCE_DATA, aligned_text
 
 
 def print_ablation(result: Any) -> None:
@@ -71,7 +71,7 @@ def ablate(
         every_arm_names_one = all("@" in m.split(";")[0] for m in mixes)
         default = tokenizer or ("" if every_arm_names_one else default_tokenizer(Lake.at(lake)))
         arms = [parse_arm(m, default) for m in mixes]
-    folder = str(parallel) if parallel else reference_inputs(Path(REFERENCE_DATA))[1]
+    folder = aligned_text(parallel)
     evaluation = settings(EvalConfig, parallel=folder, max_lines=max_lines, heldout_bytes=heldout_bytes)
     config = settings(
         AblationConfig,

@@ -30,3 +30,8 @@ def reference_inputs(folder: Path) -> tuple[list[str], str | None]:
     tokenizers = [str(folder / "tokenizers" / name) for name in REFERENCE_TOKENIZERS if (folder / "tokenizers" / name).is_file()]
     parallel = folder / "flores200-dev"
     return tokenizers, str(parallel) if parallel.is_dir() else None
+
+
+def aligned_text(given: Path | None) -> str | None:
+    """The aligned text a command measures on: the folder given, else the reference FLORES when present."""
+    return str(given) if given else reference_inputs(Path(REFERENCE_DATA))[1]

@@ -8,25 +8,20 @@ from typing import Annotated, Any, Optional
 import typer
 
 from flows.console import LakeOption, VerboseOption, out, print_logs, rich_table, running, settings, user_errors
-from flows.env import REFERENCE_DATA, reference_inputs
+from flows.env import REFERENCE_DATA, aligned_text
 
 
 def print_evaluation(result: Any) -> None:
     from model.eval_report import headline, language_table, summary_table
+    from model.report_page import cell
 
     tables = [("evaluation", summary_table(result.models)), ("aligned text", language_table(result.models, "aligned"))]
     for title, table in tables:
         if table is not None:
-            out.print(rich_table(title, table.columns, [[_cell(v) for v in row] for row in table.rows]))
+            out.print(rich_table(title, table.columns, [[cell(v) for v in row] for row in table.rows]))
     for line in headline(result.models):
         out.print(line, highlight=False, soft_wrap=True)
     out.print(f"report: {result.out}/report.html", highlight=False, soft_wrap=True)
-
-
-def _cell(value: Any) -> Any:
-    from model.report_page import cell
-
-    return cell(value)
 
 
 def evaluate(
@@ -58,7 +53,7 @@ def evaluate(
     reward-model pair accuracy; a report with the tokenizer premium beside each language's bits per byte."""
     from model.evaluate import EvalConfig
 
-    folder = str(parallel) if parallel else reference_inputs(Path(REFERENCE_DATA))[1]
+    folder = aligned_text(parallel)
     config = settings(
         EvalConfig,
         parallel=folder,

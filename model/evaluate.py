@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -29,12 +28,11 @@ from tokenizers import Tokenizer
 from model.data import DataError
 from model.loading import LoadedModel
 from model.tasks import pairs_task, sft_task
-from model.text_scoring import encode_texts, score_ids
-from model.token_shards import DOCUMENTS_ALIAS
-from model.tokens import TokenizeConfig, val_mask
+from model.text_scoring import Scores, encode_texts, score_ids
+from model.token_shards import DOCUMENTS_ALIAS, read_tokens_manifest
+from model.tokens import TokenizeConfig, lake_tokenizers, val_mask
 from pipelines.common.parallel_text import REFERENCE_LANGUAGE, read_parallel_lines
 from pipelines.lake import DOCUMENTS_DEDUP, REPORTS, Lake, listed_shards, read_shard, utc_now
-from pipelines.lake.token_layout import TOKENS
 
 Progress = Callable[[int], None]
 
@@ -103,10 +101,11 @@ class EvalTexts:
 def heldout_fraction(lake: Lake, dataset: str, tokenizer: str | None) -> float:
     """The fraction the dataset's token shards were split with (this tokenizer's, else any), so that
     evaluation reads exactly the documents training never saw; the tokenize default if none."""
-    manifests = sorted(Path(lake.path(TOKENS)).glob(f"*/{dataset}/_manifest.json")) if lake.is_local else []
-    preferred = [m for m in manifests if m.parts[-3 - dataset.count("/")] == tokenizer] or manifests
-    if preferred:
-        return float(json.loads(preferred[0].read_text())["parameters"]["val_fraction"])
+    names = sorted(lake_tokenizers(lake), key=lambda name: name != tokenizer)  # this tokenizer's first
+    for name in names:
+        manifest = read_tokens_manifest(lake, name, dataset)
+        if manifest is not None:
+            return float(manifest.parameters["val_fraction"])
     return TokenizeConfig.model_fields["val_fraction"].default
 
 
@@ -168,16 +167,12 @@ def score_languages(
     owners = [lang for lang, items in texts.items() for _ in items]
     flat = [t for items in texts.values() for t in items]
     scores = score_ids(loaded.model, encode_texts(tokenizer, flat), [len(t.encode()) for t in flat], window, progress=progress)
+    owners = np.array(owners)
     result = {}
     for lang in texts:
-        rows = np.array([o == lang for o in owners])
-        nbytes = int(scores.bytes[rows].sum())
-        result[lang] = LanguageScore(
-            bits_per_byte=float(scores.nats[rows].sum()) / (math.log(2) * nbytes) if nbytes else float("nan"),
-            bytes=nbytes,
-            tokens=int(scores.tokens[rows].sum()),
-            texts=int(rows.sum()),
-        )
+        rows = owners == lang
+        own = Scores(scores.nats[rows], scores.tokens[rows], scores.bytes[rows])
+        result[lang] = LanguageScore(own.bits_per_byte(), int(own.bytes.sum()), int(own.tokens.sum()), int(rows.sum()))
     return result
 
 
