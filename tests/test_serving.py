@@ -17,7 +17,7 @@ from datatrove.data import Document
 from datatrove.pipeline.inference.types import InferenceError
 
 from pipelines.synthetic.generation import failure
-from pipelines.synthetic.inference import RequestPolicy, pass_results, run_pass
+from pipelines.synthetic.inference import LakeCheckpointManager, RequestPolicy, pass_results, run_pass
 from pipelines.synthetic.serving import Endpoint, ServerConfig, ServerError, served
 
 
@@ -115,6 +115,42 @@ def test_a_pass_killed_midway_resumes_with_nothing_lost_or_doubled(tmp_path, gen
         json.loads(line) for f in sorted((tmp_path / "work" / "output").glob("*.jsonl")) for line in f.read_text().splitlines()
     ]
     assert len(lines) == 24  # nothing written twice
+
+
+def test_a_chunk_is_recorded_finished_before_its_checkpoint_is_removed(tmp_path, monkeypatch):
+    """datatrove removed a finished chunk's checkpoint before recording the chunk finished: a kill
+    in between (seen in CI) made the next run ask the whole chunk again."""
+    import asyncio
+
+    from datatrove.pipeline.writers.jsonl import JsonlWriter
+
+    checkpoints = str(tmp_path / "checkpoints")
+    writer = JsonlWriter(str(tmp_path / "output"), output_filename="${rank}_chunk_${chunk_index}.jsonl", compression=None)
+    remove = os.remove
+
+    def removed_then_killed(path: str) -> None:
+        remove(path)
+        raise KeyboardInterrupt(f"killed just after removing {path}")
+
+    async def finish_chunk_zero() -> None:
+        manager = LakeCheckpointManager(checkpoints, records_per_chunk=2)
+        with writer:
+            for document in items(2):
+                document.metadata["result"] = [{"text": "ok"}]
+                await manager.write_document(document, 0, 0, writer)
+
+    monkeypatch.setattr(os, "remove", removed_then_killed)
+    with pytest.raises(KeyboardInterrupt, match="chunk_00000.jsonl"):
+        asyncio.run(finish_chunk_zero())
+    monkeypatch.undo()
+
+    async def resume() -> tuple[int, set[str]]:
+        with writer:
+            return await LakeCheckpointManager(checkpoints, records_per_chunk=2).parse_existing_checkpoints(0, writer)
+
+    assert asyncio.run(resume()) == (2, set())  # chunk 0 is done: skipped, not asked again
+    assert (tmp_path / "checkpoints" / "last_chunk" / "00000.txt").read_text() == "0"
+    assert len(pass_results(str(tmp_path))) == 2
 
 
 @pytest.mark.slow

@@ -12,23 +12,30 @@ subclassing:
   our own bounded retries with backoff, waiting through a server restart, and every failure turned
   into an `InferenceError` that the rollout functions catch and set aside with its reason; a 400
   (an over-long prompt, say) keeps datatrove's "BadRequestError" marker and is never retried.
+- the checkpoint bookkeeping: datatrove 0.10 deletes a finished chunk's checkpoint file and its
+  cached requests *before* it records the chunk as finished, and records it by truncating and
+  rewriting `last_chunk/<rank>.txt`; a kill in between makes the next run ask the whole chunk again
+  (seen in CI) or fail to parse an empty file. `LakeCheckpointManager` records first, atomically.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 import httpx
 from datatrove.data import Document
+from datatrove.pipeline.inference.checkpointing import CheckpointManager
 from datatrove.pipeline.inference.run_inference import InferenceConfig, InferenceRunner
 from datatrove.pipeline.inference.servers.base import InferenceServer
 from datatrove.pipeline.inference.types import InferenceError, InferenceResult, ServerError
 from datatrove.pipeline.writers.jsonl import JsonlWriter
 from pydantic import BaseModel
 
+from pipelines.lake.contract import atomic_write_bytes
 from pipelines.synthetic.serving import Endpoint
 from pipelines.synthetic.serving import ServerError as GenerationServerError
 
@@ -114,12 +121,39 @@ class LakeEndpointServer(InferenceServer):
         raise InferenceError(None, f"request failed after {attempt + 1} attempts: {last}")
 
 
+class LakeCheckpointManager(CheckpointManager):
+    """datatrove's checkpoints, with a finished chunk recorded before its files are removed."""
+
+    async def update_last_chunk_index(self, rank: int) -> None:
+        async with self.checkpoint_file_lock:
+            while self.last_chunk_index + 1 in self.new_completed_chunks:
+                chunk_index = self.last_chunk_index + 1
+                # recorded first: a kill from here on leaves at worst a stale file the next run skips
+                fs, folder = self.checkpoints_local_dir_df.fs, self.checkpoints_local_dir_df.path
+                atomic_write_bytes(fs, f"{folder}/last_chunk/{rank:05d}.txt", str(chunk_index).encode())
+                self.last_chunk_index = chunk_index
+                async with self.file_locks[chunk_index]:
+                    chunk_file = os.path.join(self.checkpoints_local_dir, f"{rank:05d}/chunk_{chunk_index:05d}.jsonl")
+                    if os.path.exists(chunk_file):
+                        os.remove(chunk_file)
+                self.file_locks.pop(chunk_index)
+                self.per_chunk_counts.pop(chunk_index)
+                self.new_completed_chunks.remove(chunk_index)
+                if self.request_cache is not None:
+                    await self.request_cache.drop_chunk(chunk_index)
+
+
 class LakeInferenceRunner(InferenceRunner):
-    """`InferenceRunner` whose server is our running endpoint (see the module docstring)."""
+    """`InferenceRunner` whose server is our running endpoint and whose checkpoints are recorded
+    before they are cleaned up (see the module docstring)."""
 
     def __init__(self, endpoint: Endpoint, policy: RequestPolicy, **kwargs) -> None:  # noqa: ANN003
         super().__init__(**kwargs)
         self.endpoint, self.policy = endpoint, policy
+        manager = self.checkpoint_manager
+        self.checkpoint_manager = LakeCheckpointManager(
+            manager.checkpoints_local_dir, manager.records_per_chunk, request_cache=self.request_cache
+        )
 
     def _init_server(self, rank: int) -> InferenceServer:
         return LakeEndpointServer(self.config, rank, self.endpoint, self.policy)
