@@ -1,8 +1,8 @@
 """Prefect flow for tokenizing lake datasets for training: text → `tokens/<tokenizer>/<dataset>/`.
 
 The flow only orchestrates: the work is `model.tokens.tokenize_dataset`, one task per dataset after one
-check of every input (so a misspelt second dataset stops the run before the first is tokenized). What
-happened is published as artifacts: a table per dataset and split, and a markdown summary.
+check of every input, its name and its quality gate (so a misspelt second dataset stops the run before the
+first is tokenized). What happened is published as artifacts: a table per dataset and split, and a markdown summary.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.gates import check_gates, tokenize_inputs
 from flows.progress import stage_bar
 from model.tokens import TokenizeConfig, TokenizeResult, check_datasets, dataset_names, tokenize_dataset
 from pipelines.lake import Lake
@@ -18,7 +19,9 @@ from pipelines.lake import Lake
 
 @task(name="check the tokenizer and datasets", cache_policy=NO_CACHE)
 def check(lake_root: str, config: TokenizeConfig, datasets: list[str]) -> None:
-    check_datasets(Lake.at(lake_root), config, datasets)
+    lake = Lake.at(lake_root)
+    check_datasets(lake, config, datasets)
+    check_gates(lake, tokenize_inputs(datasets))  # a dataset that failed its quality gate is not tokenized
 
 
 @task(name="tokenize a dataset", task_run_name="tokenize {name}", cache_policy=NO_CACHE)

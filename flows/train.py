@@ -13,6 +13,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from flows.gates import check_gates, train_inputs
 from flows.progress import stage_bar
 from model.train import TrainConfig, TrainResult, train
 from pipelines.lake import Lake
@@ -34,6 +35,7 @@ def log_line(entry: dict[str, Any]) -> str:
 @task(name="train", task_run_name="{config.objective} {config.run}", cache_policy=NO_CACHE)
 def train_run(config: TrainConfig, lake_root: str, force: bool, restart: bool = False) -> TrainResult:
     logger = get_run_logger()
+    check_gates(Lake.at(lake_root), train_inputs(Lake.at(lake_root), config))  # no training on data that failed its gate
     every = max(config.steps // 10, 1)
     with stage_bar(f"{config.objective} {config.run}", config.steps, "steps") as bar:
 

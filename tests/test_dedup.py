@@ -17,10 +17,11 @@ from builders import PROSE, list_run, run_id
 from planted import DEFAULT_LANGS, flores_available, planted_corpus, score, write_clean_shards
 
 from pipelines.dedup.run import DedupConfig, run_dedup
-from pipelines.dedup.steps import EXACT, NEAR, URL, normalised_text, normalised_url
+from pipelines.dedup.steps import EXACT, NEAR, URL, normalised_url
 from pipelines.lake import DOCUMENTS_CLEAN, DOCUMENTS_DEDUP, DOCUMENTS_SCHEMA, REJECTED, Lake, read_manifest, write_table
 from pipelines.lake.catalog import query
 from pipelines.lake.executors import ExecutorConfig
+from pipelines.lake.text_keys import normalised_text
 
 ROOT = Path(__file__).resolve().parents[1]
 FLORES = ROOT.parent / "shared" / "data" / "flores200-dev"

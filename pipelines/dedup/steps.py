@@ -7,7 +7,6 @@ from __future__ import annotations
 import heapq
 import posixpath
 import struct
-import unicodedata
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -26,6 +25,7 @@ from pipelines.lake import (
     Lake,
     read_shard,
 )
+from pipelines.lake.text_keys import normalised_text
 from pipelines.lake.writers import RejectedWriter
 
 STAGE = "dedup"
@@ -42,11 +42,6 @@ CHUNK_ROWS = 1 << 16
 
 
 # --- keys ----------------------------------------------------------------------------------------
-
-
-def normalised_text(text: str) -> str:
-    """What two texts must share to be exact duplicates: NFKC, case-folded, whitespace collapsed."""
-    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
 def normalised_url(url: str) -> str:
