@@ -66,9 +66,12 @@ serve: install
 	$(VENV)/bin/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT) & server=$$!; \
 	trap "kill $$server" EXIT; \
 	for i in $$(seq 60); do curl -sf $$PREFECT_API_URL/health >/dev/null && break; sleep 1; done; \
-	$(VENV)/bin/prefect work-pool create process --type process --overwrite >/dev/null; \
+	curl -sf $$PREFECT_API_URL/health >/dev/null || { echo "the Prefect server is not healthy after 60 s" >&2; exit 1; }; \
+	echo "Prefect UI: http://127.0.0.1:$(PREFECT_PORT)"; \
+	$(VENV)/bin/prefect work-pool create process --type process --overwrite >/dev/null || exit 1; \
 	mkdir -p $(INBOX); \
-	LMFORGE_HOME=$(CURDIR) INBOX=$(INBOX) LMFORGE_LAKE=$(LAKE) $(VENV)/bin/prefect --no-prompt deploy --all; \
+	LMFORGE_HOME=$(CURDIR) INBOX=$(INBOX) LMFORGE_LAKE=$(LAKE) $(VENV)/bin/prefect --no-prompt deploy --all || exit 1; \
+	echo "Prefect UI: http://127.0.0.1:$(PREFECT_PORT) (the worker runs the deployments' flows; Ctrl-C stops all)"; \
 	$(VENV)/bin/prefect worker start --pool process
 
 clean:

@@ -16,11 +16,13 @@ from flows.console import LakeOption, VerboseOption, err, fail, out, print_logs,
 from flows.env import REFERENCE_DATA, quiet_offline_defaults, reference_inputs
 from flows.eval_cli import evaluate
 from flows.lake_cli import lake_app
+from flows.release_cli import release
 from flows.server_cli import server_app
 from flows.synth_cli import print_synthesis, synth_app
 from flows.tokenize_cli import tokenize
 from flows.tokenizer_cli import print_report, print_training, tokenizer_app
 from flows.train_cli import print_sample_training, train_app
+from flows.validate_cli import print_quality, validate
 
 app = typer.Typer(
     help="lmforge: from raw web text to a clean, deduplicated, queryable lake.",
@@ -226,7 +228,9 @@ app.add_typer(synth_app, name="synth")
 app.add_typer(train_app, name="train")
 app.command()(tokenize)
 app.command("eval")(evaluate)
+app.command()(release)
 app.command()(ablate)
+app.command()(validate)
 
 
 def render(columns: list[str], rows: list[tuple], fmt: str) -> str:
@@ -296,6 +300,7 @@ def run(
     generate synthetic data, train and export the tiny models."""
     from flows.end_to_end import end_to_end
     from flows.summaries import run_language_rows
+    from pipelines.lake import Lake
 
     where = executor_config(executor, ray_address, None, verbose)
     config = ingest_config(workers, extractor=extractor, executor=where)
@@ -332,6 +337,7 @@ def run(
         print_sample_training(result.training)
     if result.ablation is not None:
         print_ablation(result.ablation)
+    print_quality(Lake.at(deduped.lake), result.quality)
     out.print(f'lake: {deduped.lake} · try: lmforge query "SELECT lang, count(*) FROM documents GROUP BY lang"', soft_wrap=True)
     print_logs(logs)
     report_unusable(ingested)

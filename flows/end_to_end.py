@@ -6,6 +6,8 @@ amount of each kind of synthetic data with the embedded vLLM server (WRAP, Self-
 preference pairs) and the 1:1 pretraining mix, then tokenize the lake and train the `tiny` model:
 pretraining (documents and WRAP 1:1), SFT, a reward model, each exported to the Hugging Face layout;
 last, a small data ablation: the same tiny model on the cleaned and on the deduplicated documents.
+Quality gates sit between the stages: the documents are validated after dedup, the synthetic data
+after synthesis and the token shards before training; a failed gate stops the run there.
 """
 
 from __future__ import annotations
@@ -22,10 +24,14 @@ from flows.sample_training import SampleTraining, sample_training_flow
 from flows.summaries import run_markdown
 from flows.synthetic import SynthesisResult, synthesize_flow
 from flows.tokenizer import ReportResult, tokenizer_report_flow, train_tokenizer_flow
+from flows.validate import validate_flow
 from model.ablate import AblationConfig, Arm
 from model.evaluate import EvalConfig
 from pipelines.dedup.run import DedupConfig, DedupResult
 from pipelines.ingest.run import IngestConfig, IngestResult
+from pipelines.lake import Lake, read_manifest
+from pipelines.lake.catalog import VIEWS
+from pipelines.lake.quality_record import QualitySummary
 from pipelines.synthetic.generation import Sampling
 from pipelines.synthetic.mix_run import MixConfig
 from pipelines.synthetic.preferences_run import PreferencesConfig
@@ -44,6 +50,16 @@ SAMPLE_PREFERENCES = PreferencesConfig(max_prompts=6, responses=3, margin=1)
 SAMPLE_ABLATION_TOKENS = 120 * 8 * 256
 SAMPLE_ABLATION_LINES = 20
 SAMPLE_ABLATION_BYTES = 50_000
+
+
+DOCUMENT_GATES = ["documents_clean", "documents", "rejected"]
+SYNTHETIC_GATES = ["wrap", "self_instruct", "preferences", "pretrain_mix", "synthetic_rejected"]
+
+
+def present(lake: str | None, names: list[str]) -> list[str]:
+    """The catalog names among `names` whose dataset a stage has written (a manifest exists)."""
+    root = Lake.at(lake)
+    return [n for n in names if read_manifest(root, VIEWS[n]) is not None]
 
 
 def sample_ablation(tokenizer: str, parallel: str | None) -> AblationConfig:
@@ -69,6 +85,7 @@ class EndToEndResult:
     synthetic: SynthesisResult | None
     training: SampleTraining | None
     ablation: AblationResult | None
+    quality: list[QualitySummary]
 
 
 @flow(name="end-to-end", log_prints=True)
@@ -94,12 +111,15 @@ def end_to_end(
     """
     ingested = ingest_flow(sample, lake, config)
     deduped = dedup_flow(lake, dedup)
+    quality = validate_flow(present(lake, DOCUMENT_GATES), lake)
     trained = train_tokenizer_flow(tokenizer, lake, overwrite=True)
     report = tokenizer_report_flow([trained.path, *(references or [])], lake, parallel)
     synthesized = None
     if synthetic:
         synthesized = synthesize_flow(lake, server, None, SAMPLE_WRAP, SAMPLE_SELF_INSTRUCT, SAMPLE_PREFERENCES, MixConfig())
+        quality += validate_flow(present(lake, SYNTHETIC_GATES), lake)
     trained_models = sample_training_flow(lake, tokenizer.name, synthetic) if training else None
+    quality += trained_models.quality if trained_models else []
     ablation = ablate_flow(sample_ablation(tokenizer.name, parallel), lake) if training else None
     create_markdown_artifact(key="end-to-end-summary", markdown=run_markdown(ingested, deduped))
-    return EndToEndResult(ingested, deduped, trained, report, synthesized, trained_models, ablation)
+    return EndToEndResult(ingested, deduped, trained, report, synthesized, trained_models, ablation, quality)

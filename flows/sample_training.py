@@ -8,13 +8,14 @@ The runs follow the lake: when its data changed, they start over rather than bei
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from prefect import flow, get_run_logger
 
 from flows.tokens import tokenize_flow
 from flows.train import train_flow
+from flows.validate import validate_flow
 from model.data import in_heldout, mismatched_pairs, read_sources
 from model.tokens import TokenizeConfig, TokenizeResult
 from model.train import TrainConfig, TrainResult
@@ -27,6 +28,7 @@ from pipelines.lake import (
     atomic_write_bytes,
     read_manifest,
 )
+from pipelines.lake.quality_record import QualitySummary
 
 # Self-Instruct's seed tasks (instruction + instances): human-written instruction data beside the synthetic.
 SEED_TASKS = Path(__file__).resolve().parents[1] / "pipelines" / "synthetic" / "seeds" / "seed_tasks.jsonl"
@@ -40,6 +42,7 @@ class SampleTraining:
     runs: list[TrainResult]
     mixture: str
     pairs: str  # where the reward model's pairs came from
+    quality: list[QualitySummary] = field(default_factory=list)  # the token shards' gates
 
 
 def rows_in(lake: Lake, dataset: str) -> int:
@@ -74,6 +77,7 @@ def sample_training_flow(
     root = Lake.at(lake)
     datasets = ["documents"] + ([SYNTHETIC_WRAP] if synthetic and rows_in(root, SYNTHETIC_WRAP) else [])
     tokens = tokenize_flow(TokenizeConfig(tokenizer=tokenizer, val_fraction=0.05), datasets, root.root)
+    quality = validate_flow([f"tokens/{tokenizer}/{name}" for name in datasets], root.root)  # the gate before training
     mix = mixture(tokens)
     sft_sources = ",".join(
         ([SYNTHETIC_SELF_INSTRUCT] if synthetic and rows_in(root, SYNTHETIC_SELF_INSTRUCT) else []) + [str(SEED_TASKS)]
@@ -99,4 +103,4 @@ def sample_training_flow(
         TrainConfig(objective="reward", run="sample-reward", data=pairs, init="sample-sft", **tuned),
     ]
     runs = train_flow(configs, root.root, restart=True)
-    return SampleTraining(tokens, runs, mix, pairs)
+    return SampleTraining(tokens, runs, mix, pairs, quality)

