@@ -6,8 +6,9 @@ amount of each kind of synthetic data with the embedded vLLM server (WRAP, Self-
 preference pairs) and the 1:1 pretraining mix, then tokenize the lake and train the `tiny` model:
 pretraining (documents and WRAP 1:1), SFT, a reward model, each exported to the Hugging Face layout;
 last, a small data ablation: the same tiny model on the cleaned and on the deduplicated documents.
-Quality gates sit between the stages: the documents are validated after dedup, the synthetic data
-after synthesis and the token shards before training; a failed gate stops the run there.
+Quality gates sit between the stages: the documents are validated after dedup and the token shards
+before training (a failed gate stops the run there), the synthetic data after synthesis (a dataset
+that failed is reported and left out of training).
 """
 
 from __future__ import annotations
@@ -117,7 +118,8 @@ def end_to_end(
     synthesized = None
     if synthetic:
         synthesized = synthesize_flow(lake, server, None, SAMPLE_WRAP, SAMPLE_SELF_INSTRUCT, SAMPLE_PREFERENCES, MixConfig())
-        quality += validate_flow(present(lake, SYNTHETIC_GATES), lake)
+        # reported, not enforced here: training leaves out a synthetic dataset that failed its gate
+        quality += validate_flow(present(lake, SYNTHETIC_GATES), lake, enforce=False)
     trained_models = sample_training_flow(lake, tokenizer.name, synthetic) if training else None
     quality += trained_models.quality if trained_models else []
     ablation = ablate_flow(sample_ablation(tokenizer.name, parallel), lake) if training else None

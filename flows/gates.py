@@ -6,6 +6,7 @@ from model.data import parse_mixture
 from model.token_shards import source_dataset
 from model.train import TrainConfig
 from pipelines.lake import Lake
+from pipelines.lake.quality_record import current_quality_summary
 from quality.gate import require_passed
 
 
@@ -13,6 +14,12 @@ def check_gates(lake: Lake, datasets: list[str], required: bool = False) -> None
     """GateFailed for the first dataset that failed its gate in its current version."""
     for dataset in dict.fromkeys(datasets):
         require_passed(lake, dataset, required)
+
+
+def blocked(lake: Lake, dataset: str) -> bool:
+    """Whether the dataset as it is now failed its gate (not validated counts as not blocked)."""
+    summary = current_quality_summary(lake, dataset)
+    return summary is not None and summary.blocks
 
 
 def tokenize_inputs(names: list[str]) -> list[str]:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
+from flows.gates import blocked
 from flows.tokens import tokenize_flow
 from flows.train import train_flow
 from flows.validate import validate_flow
@@ -57,8 +58,9 @@ def mixture(tokens: list[TokenizeResult]) -> str:
 
 
 def reward_pairs(lake: Lake, sft_sources: str) -> str:
-    """The judged pairs when there are enough; else pairs of mismatched answers from the SFT data, in a file."""
-    if rows_in(lake, SYNTHETIC_PREFERENCES) >= MIN_PAIRS:
+    """The judged pairs when there are enough and they passed their gate; else pairs of mismatched
+    answers from the SFT data, in a file."""
+    if rows_in(lake, SYNTHETIC_PREFERENCES) >= MIN_PAIRS and not blocked(lake, SYNTHETIC_PREFERENCES):
         return SYNTHETIC_PREFERENCES
     path = lake.path(CHECKPOINTS, "sample-mismatched-pairs.jsonl")
     held = TrainConfig.model_fields["val_fraction"].default  # the reward run's held-out share, by the id it will read
@@ -75,13 +77,15 @@ def sample_training_flow(
     """Pretrain for `pretrain_steps`, then SFT and the reward model for `tune_steps` each."""
     logger = get_run_logger()
     root = Lake.at(lake)
-    datasets = ["documents"] + ([SYNTHETIC_WRAP] if synthetic and rows_in(root, SYNTHETIC_WRAP) else [])
+    usable = {d for d in (SYNTHETIC_WRAP, SYNTHETIC_SELF_INSTRUCT) if synthetic and rows_in(root, d) and not blocked(root, d)}
+    for d in {SYNTHETIC_WRAP, SYNTHETIC_SELF_INSTRUCT} - usable:
+        if synthetic and rows_in(root, d):
+            logger.warning(f"{d} failed its quality gate (lmforge validate {d}): left out of training")
+    datasets = ["documents"] + ([SYNTHETIC_WRAP] if SYNTHETIC_WRAP in usable else [])
     tokens = tokenize_flow(TokenizeConfig(tokenizer=tokenizer, val_fraction=0.05), datasets, root.root)
     quality = validate_flow([f"tokens/{tokenizer}/{name}" for name in datasets], root.root)  # the gate before training
     mix = mixture(tokens)
-    sft_sources = ",".join(
-        ([SYNTHETIC_SELF_INSTRUCT] if synthetic and rows_in(root, SYNTHETIC_SELF_INSTRUCT) else []) + [str(SEED_TASKS)]
-    )
+    sft_sources = ",".join(([SYNTHETIC_SELF_INSTRUCT] if SYNTHETIC_SELF_INSTRUCT in usable else []) + [str(SEED_TASKS)])
     pairs = reward_pairs(root, sft_sources)
     if pairs != SYNTHETIC_PREFERENCES:
         logger.info(

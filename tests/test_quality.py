@@ -363,3 +363,21 @@ def test_a_failed_gate_stops_tokenize_naming_expectation_shard_and_rows(tmp_path
     shard = path.rsplit("/", 1)[-1]
     assert f"expect_column_values_to_be_null(pii_left) on {shard}: 1 rows, e.g. {shard}:deu_Latn-2" in message
     assert not (tmp_path / "lake" / "tokens" / "tok" / "documents").exists()
+
+
+def test_the_default_jobs_training_leaves_out_synthetic_data_that_failed_its_gate(tmp_path, prefect_harness):
+    from flows.sample_training import sample_training_flow
+
+    lake = tokenized_lake(tmp_path / "lake")
+    text = "The library in the village is open from nine to six on weekdays, and on Saturday mornings."
+    rows = [
+        {"id": f"w{i}", "source_id": f"eng_Latn-{i}", "chunk": 0, "style": "shouty" if i == 0 else "easy", "lang": "eng_Latn"}
+        | {"text": text, "source_text": text, "n_chars": len(text), "n_tokens": 20, "finish_reason": "stop"}
+        | synthetic_provenance(i)
+        for i in range(40)
+    ]
+    write_rows(lake, SYNTHETIC_WRAP, rows, WRAP_SCHEMA, "wrap")
+    assert validate(lake, SYNTHETIC_WRAP).blocks
+    result = sample_training_flow(lake.root, "tok", synthetic=True, pretrain_steps=4, tune_steps=2)
+    assert result.mixture == "documents:1"  # the failed rephrasings are not trained on
+    assert [s.dataset for s in result.quality] == ["tokens/tok/documents"] and result.quality[0].success
