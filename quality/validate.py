@@ -46,7 +46,7 @@ from pipelines.lake import (
     utc_now,
 )
 from pipelines.lake.catalog import VIEWS
-from pipelines.lake.quality_record import QUALITY, FailedExpectation, QualitySummary, dataset_version
+from pipelines.lake.quality_record import QUALITY, RESULTS, RESULTS_SCHEMA, FailedExpectation, QualitySummary, dataset_version
 from pipelines.lake.token_layout import TOKENS, tokens_manifests
 from quality.config import ValidateConfig
 
@@ -224,7 +224,7 @@ def _flatten(result: Any, shard: str, key: str) -> dict[str, Any]:
     return {
         "shard": shard,
         "expectation": config.type,
-        "column": column or None,
+        "column_name": column or None,
         "success": bool(result.success),
         "rows": details.get("element_count"),
         "unexpected": details.get("unexpected_count") or (0 if result.success else None),
@@ -259,7 +259,7 @@ def _unreadable(shard: str, error: Exception) -> dict[str, Any]:
     return {
         "shard": shard,
         "expectation": "shard_is_readable_parquet",
-        "column": None,
+        "column_name": None,
         "success": False,
         "rows": None,
         "unexpected": None,
@@ -357,7 +357,7 @@ def validate(
             failed=[
                 FailedExpectation(
                     expectation=r["expectation"],
-                    column=r["column"],
+                    column=r["column_name"],
                     shard=_failing_shards(r),
                     unexpected=r["unexpected"] or 0,
                     examples=r["examples"],
@@ -385,27 +385,10 @@ def _tokens_version(lake: Lake, dataset: str) -> str:
     return tokens_run(lake, lake.path(dataset)) or ""
 
 
-RESULTS_SCHEMA = pa.schema(
-    [
-        ("dataset", pa.string()),
-        ("kind", pa.string()),
-        ("shard", pa.string()),
-        ("expectation", pa.string()),
-        ("column", pa.string()),
-        ("success", pa.bool_()),
-        ("rows", pa.int64()),
-        ("unexpected", pa.int64()),
-        ("examples", pa.list_(pa.string())),
-        ("validated_at", pa.string()),
-        ("warn_only", pa.bool_()),
-    ]
-)
-
-
 def _write_folder(tmp: str, dataset: str, summary: QualitySummary, records: list[dict], outcomes: list[Outcome]) -> None:
     common = {"dataset": dataset, "kind": summary.kind, "validated_at": summary.validated_at, "warn_only": summary.warn_only}
     table = pa.Table.from_pylist([common | r for r in records], schema=RESULTS_SCHEMA)
-    pq.write_table(table, os.path.join(tmp, "results.parquet"), compression="zstd")
+    pq.write_table(table, os.path.join(tmp, RESULTS), compression="zstd")
     os.makedirs(os.path.join(tmp, "results"), exist_ok=True)
     for i, outcome in enumerate(o for o in outcomes if o.raw):
         name = "all-shards" if outcome.shard == ACROSS else f"batch-{i:04d}"

@@ -30,6 +30,7 @@ from pipelines.lake import (
     utc_now,
     write_table,
 )
+from pipelines.lake.catalog import query, stats
 from pipelines.lake.quality_record import current_quality_summary, dataset_version, read_quality_summary
 from quality.config import ValidateConfig
 from quality.gate import GateFailed, require_passed
@@ -114,6 +115,13 @@ def test_planted_document_defects_each_fail_their_expectation_naming_shard_and_r
     message = str(raised.value)
     assert message.startswith("quality gate failed for documents/dedup (7 of")
     assert f"on {shard}: 1 rows, e.g. {shard}:bad-" in message and "quality/documents/dedup/docs/index.html" in message
+
+    # the same results are rows of the catalog's quality_results view, and a line of `lmforge stats`
+    found = query(lake, "SELECT expectation, column_name, unexpected, examples FROM quality_results WHERE NOT success ORDER BY ALL")
+    assert len(found.rows) == 7
+    assert ("expect_column_values_to_be_between", "lang_score", 1, [f"{shard}:bad-4"]) in found.rows
+    (gate,) = stats(lake)["quality gates"].to_arrow().to_pylist()
+    assert (gate["dataset"], gate["suite"], gate["passed"], gate["failed"]) == (DOCUMENTS_DEDUP, "documents", False, 7)
 
 
 def test_pii_left_ignores_what_redaction_writes_and_private_addresses():

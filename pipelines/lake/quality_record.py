@@ -8,12 +8,30 @@ validated; a dataset written since is unvalidated, whatever the old summary says
 
 from __future__ import annotations
 
+import pyarrow as pa
 from pydantic import BaseModel, Field
 
 from pipelines.lake.contract import Lake, atomic_write_bytes, fingerprint, listed_runs
 
 QUALITY = "quality"  # `quality/<dataset>/`: the dataset's latest validation
 SUMMARY = "summary.json"
+RESULTS = "results.parquet"  # one row per (shard, expectation): the catalog's `quality_results` view
+
+RESULTS_SCHEMA = pa.schema(
+    [
+        ("dataset", pa.string()),
+        ("kind", pa.string()),
+        ("shard", pa.string()),
+        ("expectation", pa.string()),
+        ("column_name", pa.string()),  # not `column`: a reserved word in SQL
+        ("success", pa.bool_()),
+        ("rows", pa.int64()),
+        ("unexpected", pa.int64()),
+        ("examples", pa.list_(pa.string())),
+        ("validated_at", pa.string()),
+        ("warn_only", pa.bool_()),
+    ]
+)
 
 
 class FailedExpectation(BaseModel):
