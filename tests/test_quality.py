@@ -117,7 +117,8 @@ def test_planted_document_defects_each_fail_their_expectation_naming_shard_and_r
     assert f"on {shard}: 1 rows, e.g. {shard}:bad-" in message and "quality/documents/dedup/docs/index.html" in message
 
     # the same results are rows of the catalog's quality_results view, and a line of `lmforge stats`
-    found = query(lake, "SELECT expectation, column_name, unexpected, examples FROM quality_results WHERE NOT success ORDER BY ALL")
+    sql = "SELECT expectation, column_name, unexpected, examples FROM quality_results WHERE NOT success ORDER BY ALL"
+    found = query(lake, sql)
     assert len(found.rows) == 7
     assert ("expect_column_values_to_be_between", "lang_score", 1, [f"{shard}:bad-4"]) in found.rows
     (gate,) = stats(lake)["quality gates"].to_arrow().to_pylist()
