@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from prefect import flow, get_run_logger
 
@@ -31,8 +30,6 @@ from pipelines.lake import (
 )
 from pipelines.lake.quality_record import QualitySummary
 
-# Self-Instruct's seed tasks (instruction + instances): human-written instruction data beside the synthetic.
-SEED_TASKS = Path(__file__).resolve().parents[1] / "pipelines" / "synthetic" / "seeds" / "seed_tasks.jsonl"
 SEQ_LEN = 256
 MIN_PAIRS = 8  # fewer judged pairs than this, and the reward model trains on mismatched answers instead
 
@@ -85,7 +82,8 @@ def sample_training_flow(
     tokens = tokenize_flow(TokenizeConfig(tokenizer=tokenizer, val_fraction=0.05), datasets, root.root)
     quality = validate_flow([f"tokens/{tokenizer}/{name}" for name in datasets], root.root)  # the gate before training
     mix = mixture(tokens)
-    sft_sources = ",".join(([SYNTHETIC_SELF_INSTRUCT] if SYNTHETIC_SELF_INSTRUCT in usable else []) + [str(SEED_TASKS)])
+    # the human-written seed tasks beside the synthetic ones
+    sft_sources = ",".join(([SYNTHETIC_SELF_INSTRUCT] if SYNTHETIC_SELF_INSTRUCT in usable else []) + ["seed-tasks"])
     pairs = reward_pairs(root, sft_sources)
     if pairs != SYNTHETIC_PREFERENCES:
         logger.info(

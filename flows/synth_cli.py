@@ -220,7 +220,7 @@ def self_instruct(
 def preferences(
     lake: LakeOption = None,
     instructions: Annotated[
-        str, typer.Option(help="a lake dataset or a JSONL/parquet file of instructions")
+        str, typer.Option(help="lake datasets, JSONL/parquet files of instructions or seed-tasks (bundled), comma-separated")
     ] = "synthetic/self_instruct",
     responses: Annotated[int, typer.Option("--responses", "-k", help="responses per instruction (≥ 2)")] = 2,
     margin: Annotated[int, typer.Option(help="minimum judge-score gap (1-10 scale) between chosen and rejected")] = 2,
@@ -248,7 +248,7 @@ def preferences(
 def best_of_n(
     lake: LakeOption = None,
     instructions: Annotated[
-        str, typer.Option(help="a lake dataset or a JSONL/parquet file of instructions")
+        str, typer.Option(help="lake datasets, JSONL/parquet files of instructions or seed-tasks (bundled), comma-separated")
     ] = "synthetic/self_instruct",
     reward: Annotated[
         Optional[str], typer.Option(help="reward model that scores: a run in checkpoints/, a step_N folder or an HF folder")

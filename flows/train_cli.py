@@ -79,7 +79,7 @@ def command(objective: str) -> object:
             str,
             typer.Option(
                 "--data",
-                help="pretrain: NAME[:WEIGHT],… tokenized datasets; otherwise a lake dataset or a JSONL/parquet file",
+                help="pretrain: NAME[:WEIGHT],… tokenized datasets; else lake datasets, JSONL/parquet files, seed-tasks: a,b,…",
             ),
         ] = default_data,
         eval_data: Annotated[

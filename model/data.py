@@ -26,11 +26,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 import xxhash
+from loguru import logger
 
 from model.transformer import IGNORE_INDEX
+from pipelines.common.bundled import BUNDLED, bundled_path
 from pipelines.common.errors import UserError
 from pipelines.common.jsonl import read_jsonl
-from pipelines.lake import Lake, listed_shards, read_shard
+from pipelines.lake import SCHEMAS, Lake, listed_shards, read_shard
 
 
 class DataError(UserError, ValueError):
@@ -234,24 +236,35 @@ class ExampleData:
 
 
 def read_rows(lake: Lake, source: str) -> list[dict]:
-    """Rows of a lake dataset (its listed shards) or of a local JSONL / parquet file."""
-    path = Path(source)
+    """Rows of a lake dataset (its listed shards; none yet is no rows), a local JSONL / parquet file,
+    or data bundled with lmforge by name (`seed-tasks`)."""
+    path = Path(bundled_path(source))
     if path.suffix in {".jsonl", ".json"} and path.is_file():
         return read_jsonl(path)
     if path.suffix == ".parquet" and path.is_file():
         return pq.read_table(path).to_pylist()
     shards = listed_shards(lake, source)
-    if not shards:
-        raise DataError(f"{source}: neither a JSONL/parquet file nor a lake dataset with rows ({lake.path(source)})")
-    return pa.concat_tables(read_shard(lake.fs, s) for s in shards).to_pylist()
+    if not shards and source not in SCHEMAS:
+        raise DataError(
+            f"{source}: neither a JSONL/parquet file, a lake dataset ({lake.path(source)}) nor one of {', '.join(BUNDLED)}"
+        )
+    return pa.concat_tables(read_shard(lake.fs, s) for s in shards).to_pylist() if shards else []
 
 
 def read_sources(lake: Lake, sources: str) -> list[tuple[str, dict]]:
     """(id, row) of every row of the comma-separated sources; ids carry their source, so two files
-    that both number their rows from 0 never collide."""
-    keyed = []
-    for source in filter(None, (s.strip() for s in sources.split(","))):
-        keyed += [(f"{source}:{row_id(row, n)}", row) for n, row in enumerate(read_rows(lake, source))]
+    that both number their rows from 0 never collide. A lake dataset without rows is passed over with a
+    warning when another source has some (a small model's Self-Instruct run may keep none)."""
+    names = [s.strip() for s in sources.split(",") if s.strip()]
+    keyed, empty = [], []
+    for source in names:
+        rows = read_rows(lake, source)
+        empty += [] if rows else [source]
+        keyed += [(f"{source}:{row_id(row, n)}", row) for n, row in enumerate(rows)]
+    if not keyed:
+        raise DataError(f"{', '.join(names) or 'no source given'}: no rows (a lake dataset has rows once its stage kept some)")
+    if empty:
+        logger.warning(f"{', '.join(empty)}: no rows yet, read the rest of {sources}")
     return keyed
 
 

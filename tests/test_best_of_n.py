@@ -27,6 +27,7 @@ from pipelines.synthetic.best_of_n import RewardScoring, pick
 from pipelines.synthetic.best_of_n_run import BestOfNConfig, run_best_of_n
 from pipelines.synthetic.generation import Sampling
 from pipelines.synthetic.inference import RequestPolicy
+from pipelines.synthetic.preferences_run import load_prompts
 from pipelines.synthetic.serving import Endpoint
 
 TOKENIZER = "tok"
@@ -189,13 +190,16 @@ def test_the_judge_scores_each_candidate_one_to_ten(tmp_path, generation_server)
 
 
 def test_unreadable_instructions_are_one_clear_error(lake, tmp_path):
-    with pytest.raises(UserError, match=r"synthetic/nope is neither a lake dataset \(.*synthetic/self_instruct.*\) nor a file"):
+    known = r"synthetic/nope is neither a lake dataset \(.*synthetic/self_instruct.*\), a file, nor one of seed-tasks"
+    with pytest.raises(UserError, match=known):
         run_best_of_n(lake, NOWHERE, BestOfNConfig(instructions="synthetic/nope"), POLICY)
     texts = instructions_file(tmp_path / "texts.jsonl", [{"text": "Just a document, no task."}])
     with pytest.raises(UserError, match=r"row 1 has no instruction"):
         run_best_of_n(lake, NOWHERE, BestOfNConfig(instructions=texts), POLICY)
     with pytest.raises(UserError, match=r"synthetic/self_instruct holds no instructions"):
         run_best_of_n(lake, NOWHERE, BestOfNConfig(), POLICY)
+    prompts, identity = load_prompts(lake, "synthetic/self_instruct,seed-tasks")  # the bundled seeds when it has none
+    assert len(prompts) == 38 and len(identity) == 1 and identity[0].startswith("file:")
 
 
 @pytest.mark.parametrize(

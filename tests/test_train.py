@@ -14,7 +14,7 @@ from builders import tokenized_lake, write_jsonl
 from safetensors.torch import load_file
 
 from model.checkpoint import CheckpointError, checkpoints
-from model.data import DataError, lm_batch, mismatched_pairs, render_chat
+from model.data import DataError, chat_messages, lm_batch, mismatched_pairs, read_sources, render_chat
 from model.tasks import load_chat_tokenizer
 from model.train import TrainConfig, TrainingError, read_metrics, train
 from pipelines.lake import Lake
@@ -135,6 +135,15 @@ def test_sft_takes_loss_on_assistant_tokens_only_and_sets_aside_rows_without_an_
     aside = [json.loads(line) for line in Path(result.path, "set_aside.jsonl").read_text().splitlines()]
     assert {a["id"] for a in aside} == {f"{sft_file}:no-answer", f"{sft_file}:broken"}
     assert result.evaluation["loss"] < math.log(400) and result.evaluation["bpb"] > 0
+
+
+def test_sft_sources_name_bundled_seed_tasks_and_pass_over_a_dataset_with_no_rows_yet(lake):
+    rows = read_sources(lake, "synthetic/self_instruct, seed-tasks")  # no Self-Instruct run in this lake
+    assert len(rows) == 38 and rows[0][0].startswith("seed-tasks:") and chat_messages(rows[0][1])[-1]["role"] == "assistant"
+    with pytest.raises(DataError, match=r"synthetic/self_instruct: no rows"):
+        read_sources(lake, "synthetic/self_instruct")
+    with pytest.raises(DataError, match=r"synthetic/nope: neither a JSONL/parquet file, a lake dataset .* nor one of seed-tasks"):
+        read_sources(lake, "synthetic/nope,seed-tasks")
 
 
 def test_reward_model_and_dpo_train_on_pairs_from_an_sft_run(lake, sft_file, pairs_file):

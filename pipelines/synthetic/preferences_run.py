@@ -22,6 +22,7 @@ from datatrove.data import Document
 from datatrove.pipeline.inference.types import InferenceError
 from pydantic import BaseModel, Field
 
+from pipelines.common.bundled import BUNDLED, bundled_path
 from pipelines.common.errors import UserError
 from pipelines.common.jsonl import read_jsonl
 from pipelines.lake import (
@@ -53,7 +54,9 @@ PROMPT_VERSION = f"{RESPONSE_PROMPT_VERSION}+{JUDGE_PROMPT_VERSION}"
 
 
 class PreferencesConfig(BaseModel):
-    instructions: str = Field("synthetic/self_instruct", description="a lake dataset, or a JSONL/parquet file")
+    instructions: str = Field(
+        "synthetic/self_instruct", description="lake datasets, JSONL/parquet files or seed-tasks, comma-separated"
+    )
     responses: int = Field(2, ge=2, description="responses sampled per instruction (k)")
     margin: int = Field(2, ge=1, le=9, description="minimum judge-score gap between chosen and rejected")
     max_prompts: int | None = Field(None, ge=1)
@@ -68,28 +71,39 @@ class Prompt(BaseModel):
     input: str = ""
 
 
-def load_prompts(lake: Lake, source: str) -> tuple[list[Prompt], list[str]]:
-    """The instructions to answer, and what identifies their source (the dataset's runs, or the file's hash)."""
-    if source in SCHEMAS:
-        shards = listed_shards(lake, source)
-        tables = [read_shard(lake.fs, s) for s in shards]
-        rows = [r for t in tables for r in t.to_pylist()]
-        identity = sorted(listed_runs(lake, source))
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise UserError(f"{source} is neither a lake dataset ({', '.join(sorted(SCHEMAS))}) nor a file")
-        rows = pq.read_table(path).to_pylist() if path.suffix == ".parquet" else read_jsonl(path)
-        identity = [f"file:{hashlib.sha256(path.read_bytes()).hexdigest()[:16]}"]
-    prompts = []
-    for n, row in enumerate(rows):
-        instruction, input_ = _instruction_of(row)
-        if not instruction:
-            raise UserError(f"{source}: row {n + 1} has no instruction (an `instruction` column or a user message)")
-        prompts.append(Prompt(id=str(row.get("id") or fingerprint([instruction, input_])), instruction=instruction, input=input_))
+def load_prompts(lake: Lake, sources: str) -> tuple[list[Prompt], list[str]]:
+    """The instructions to answer from the comma-separated sources, and what identifies them (each dataset's
+    runs, each file's hash). A dataset without rows is passed over when another source has some."""
+    prompts, identity = [], []
+    for source in (s.strip() for s in sources.split(",") if s.strip()):
+        rows, identified = _source_rows(lake, source)
+        identity += identified
+        for n, row in enumerate(rows):
+            instruction, input_ = _instruction_of(row)
+            if not instruction:
+                raise UserError(f"{source}: row {n + 1} has no instruction (an `instruction` column or a user message)")
+            id_ = str(row.get("id") or fingerprint([instruction, input_]))
+            prompts.append(Prompt(id=id_, instruction=instruction, input=input_))
     if not prompts:
-        raise UserError(f"{source} holds no instructions: run `lmforge synth self-instruct` first, or give --instructions FILE")
+        raise UserError(
+            f"{sources} holds no instructions: run `lmforge synth self-instruct` first, or give --instructions FILE "
+            f"(or {', '.join(BUNDLED)}: bundled with lmforge)"
+        )
     return prompts, identity
+
+
+def _source_rows(lake: Lake, source: str) -> tuple[list[dict], list[str]]:
+    """One source's rows and identity: a lake dataset, a JSONL/parquet file or a bundled name (`seed-tasks`)."""
+    if source in SCHEMAS:
+        tables = [read_shard(lake.fs, s) for s in listed_shards(lake, source)]
+        return [r for t in tables for r in t.to_pylist()], sorted(listed_runs(lake, source))
+    path = Path(bundled_path(source))
+    if not path.is_file():
+        raise UserError(
+            f"{source} is neither a lake dataset ({', '.join(sorted(SCHEMAS))}), a file, nor one of {', '.join(BUNDLED)}"
+        )
+    rows = pq.read_table(path).to_pylist() if path.suffix == ".parquet" else read_jsonl(path)
+    return rows, [f"file:{hashlib.sha256(path.read_bytes()).hexdigest()[:16]}"]
 
 
 def _instruction_of(row: dict) -> tuple[str, str]:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError
 
+from pipelines.common.bundled import SEED_TASKS
 from pipelines.common.errors import UserError
 from pipelines.synthetic.self_instruct_filters import NoveltyFilter, instruction_rejection
 
@@ -28,8 +29,6 @@ __all__ = [
 # Stored with every generated record. Bump it (self-instruct-v2, …) whenever a prompt's text, a
 # demonstration or a parser's behaviour changes, so records made under different prompts stay apart.
 PROMPT_VERSION = "self-instruct-v1"
-
-SEED_TASKS = Path(__file__).parent / "seeds" / "seed_tasks.jsonl"
 
 
 class Instance(BaseModel):

@@ -15,7 +15,6 @@ classification tasks (the paper's fix for label imbalance), input-first otherwis
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import pyarrow as pa
 from datatrove.data import Document
@@ -28,6 +27,7 @@ from pipelines.synthetic.inference import Generate, RequestPolicy, run_pass
 from pipelines.synthetic.models import model_label
 from pipelines.synthetic.self_instruct import (
     PROMPT_VERSION,
+    SEED_TASKS,
     Instance,
     NoveltyFilter,
     classification_messages,
@@ -44,11 +44,9 @@ from pipelines.synthetic.self_instruct import (
 )
 from pipelines.synthetic.serving import Endpoint
 
-SEED_FILE = Path(__file__).with_name("seeds") / "seed_tasks.jsonl"
-
 
 class SelfInstructConfig(BaseModel):
-    seed_file: str = str(SEED_FILE)
+    seed_file: str = str(SEED_TASKS)
     target: int = Field(100, ge=1, description="instructions to accept")
     batch: int = Field(16, ge=1, description="instruction requests per round")
     max_rounds: int = Field(50, ge=1)
