@@ -34,7 +34,7 @@ import duckdb  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.compute as pc  # noqa: E402
 
-from pipelines.lake import (  # noqa: E402  # noqa: E402
+from pipelines.lake import (  # noqa: E402
     DOCUMENTS_DEDUP,
     DOCUMENTS_SCHEMA,
     Lake,

@@ -43,7 +43,9 @@ JUDGED_PROMPT_VERSION = f"{RESPONSE_PROMPT_VERSION}+{JUDGE_PROMPT_VERSION}"
 
 
 class BestOfNConfig(BaseModel):
-    instructions: str = Field("synthetic/self_instruct", description="lake datasets, JSONL/parquet files, seed-tasks: a,b,…")
+    instructions: str = Field(
+        "synthetic/self_instruct", description="lake datasets, JSONL/parquet files or seed-tasks, comma-separated"
+    )
     n: int = Field(4, ge=2, description="responses sampled per instruction")
     reward: str | None = Field(
         None, description="reward-model checkpoint that scores (a run, its step_N folder, an HF folder); None: the LLM judge"
