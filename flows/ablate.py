@@ -19,6 +19,7 @@ from prefect.artifacts import create_link_artifact, create_table_artifact
 
 from flows.tokens import tokenize_flow
 from flows.train import train_run
+from flows.validate import validate_flow
 from model.ablate import AblationConfig, ArmResult, SeedResult, check_budget, command_line, final_rows, run_configs
 from model.ablate_report import draw_report, headline
 from model.checkpoint import RECORD, checkpoints
@@ -30,6 +31,7 @@ from model.token_shards import DOCUMENTS_ALIAS
 from model.tokens import TokenizeConfig
 from model.train import TrainConfig, TrainingError, read_metrics, run_dir
 from pipelines.lake import REPORTS, TRAIN_METRICS, Lake, atomic_write_bytes, fingerprint
+from pipelines.lake.quality_record import current_quality_summary
 
 ABLATION_REPORTS = f"{REPORTS}/ablations"
 
@@ -52,6 +54,10 @@ def prepare_tokens(lake: Lake, config: AblationConfig) -> dict[str, dict[str, fl
         needed[arm.tokenizer] += [n for n in names if n not in needed[arm.tokenizer]]
     for tokenizer, names in needed.items():
         tokenize_flow(TokenizeConfig(tokenizer=tokenizer, val_fraction=fraction), names, lake.root)
+        made = [f"tokens/{tokenizer}/{n}" for n in names]
+        unvalidated = [d for d in made if current_quality_summary(lake, d) is None]
+        if unvalidated:  # the gate each arm's training asks, passed here once rather than warned about per run
+            validate_flow(unvalidated, lake.root)
     return {
         arm.name: check_budget(config, arm, {n: token_manifest(lake, arm.tokenizer, n) for n in arm.mixture_names()})
         for arm in config.arms

@@ -2,8 +2,10 @@
 
 One GX ephemeral context per dataset, a pandas data source, one validation per shard and one across
 shards, each stored under a run name that is the shard's file name so the Data Docs list them by
-shard. Everything is written to a local folder first and published to `quality/<dataset>/` as a
-whole (`publish_folder`), so readers see the previous validation or the new one, never a mix:
+shard. Everything is written to a local folder first, then published to `quality/<dataset>/` part by
+part, each part atomically and the summary (what the gates read) last. Not the folder whole: one
+dataset's folder may hold another's (`tokens/<tok>/documents/clean/` inside `tokens/<tok>/documents/`),
+which replacing it would wipe.
 
     summary.json       what the gates read (`pipelines.lake.quality_record`)
     results.parquet    one row per (shard, expectation): the catalog's `quality_results` view
@@ -39,6 +41,7 @@ from pipelines.lake import (
     SYNTHETIC_SELF_INSTRUCT,
     SYNTHETIC_WRAP,
     Lake,
+    atomic_write_bytes,
     listed_shards,
     publish_folder,
     read_manifest,
@@ -46,7 +49,15 @@ from pipelines.lake import (
     utc_now,
 )
 from pipelines.lake.catalog import VIEWS
-from pipelines.lake.quality_record import QUALITY, RESULTS, RESULTS_SCHEMA, FailedExpectation, QualitySummary, dataset_version
+from pipelines.lake.quality_record import (
+    QUALITY,
+    RESULTS,
+    RESULTS_SCHEMA,
+    SUMMARY,
+    FailedExpectation,
+    QualitySummary,
+    dataset_version,
+)
 from pipelines.lake.token_layout import TOKENS, tokens_manifests
 from quality.config import ValidateConfig
 
@@ -323,7 +334,7 @@ def validate(
     kind = kind_of(dataset)
     if kind != "tokens" and read_manifest(lake, dataset) is None:
         raise QualityError(f"{dataset} has no manifest in {lake.root}: nothing to validate (has its stage run?)")
-    version = dataset_version(lake, dataset) if kind != "tokens" else _tokens_version(lake, dataset)
+    version = dataset_version(lake, dataset)
     suite = build_suite(lake, dataset, config)
     started = utc_now()
     with tempfile.TemporaryDirectory(prefix="lmforge-quality-") as tmp:
@@ -367,8 +378,17 @@ def validate(
             ],
         )
         _write_folder(tmp, dataset, summary, records, outcomes)
-        publish_folder(lake.fs, tmp, lake.path(QUALITY, dataset))
+        _publish(lake, tmp, lake.path(QUALITY, dataset))
     return summary
+
+
+def _publish(lake: Lake, tmp: str, dest: str) -> None:
+    """The validation in `tmp` into `dest`, part by part (see the module docstring), the summary last."""
+    for folder in ("docs", "results"):
+        publish_folder(lake.fs, os.path.join(tmp, folder), posixpath.join(dest, folder))
+    for name in (RESULTS, SUMMARY):
+        with open(os.path.join(tmp, name), "rb") as f:
+            atomic_write_bytes(lake.fs, posixpath.join(dest, name), f.read())
 
 
 def _failing_shards(record: dict[str, Any]) -> str | None:
@@ -377,12 +397,6 @@ def _failing_shards(record: dict[str, Any]) -> str | None:
     if named:
         return ", ".join(named)
     return None if record["shard"] == ACROSS else record["shard"]
-
-
-def _tokens_version(lake: Lake, dataset: str) -> str:
-    from pipelines.lake.token_layout import tokens_run
-
-    return tokens_run(lake, lake.path(dataset)) or ""
 
 
 def _write_folder(tmp: str, dataset: str, summary: QualitySummary, records: list[dict], outcomes: list[Outcome]) -> None:
@@ -394,5 +408,5 @@ def _write_folder(tmp: str, dataset: str, summary: QualitySummary, records: list
         name = "all-shards" if outcome.shard == ACROSS else f"batch-{i:04d}"
         with open(os.path.join(tmp, "results", f"{name}.json"), "w") as f:
             json.dump(outcome.raw, f, indent=1, default=str)
-    with open(os.path.join(tmp, "summary.json"), "w") as f:
+    with open(os.path.join(tmp, SUMMARY), "w") as f:
         f.write(summary.model_dump_json(indent=2))

@@ -24,6 +24,7 @@ from model.evaluate import EvalConfig
 from model.tasks import token_manifest
 from model.tokens import TokenizeError
 from pipelines.lake import DOCUMENTS_CLEAN, Lake, write_table
+from pipelines.lake.quality_record import current_quality_summary
 from pipelines.lake.synthetic_schemas import SYNTHETIC_WRAP, WRAP_SCHEMA
 
 TOKENIZER, OTHER = "tok", "other"
@@ -183,6 +184,8 @@ def test_two_arms_from_two_seeds_are_compared_on_the_same_text_and_the_reproduce
 
     out = Path(lake.path(ABLATION_REPORTS, "cd"))
     assert result.out == out
+    for made in ("documents/clean", "documents"):  # the token datasets the arms read passed their gate once, before training
+        assert current_quality_summary(lake, f"tokens/{TOKENIZER}/{made}").success
     assert all((out / file).stat().st_size > 500 for file in ("report.json", "report.md", "report.html", "curves.png"))
     report = json.loads((out / "report.json").read_text())
     assert report["table"] == result.rows

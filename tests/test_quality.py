@@ -274,6 +274,7 @@ def test_token_shards_are_checked_for_ids_offsets_and_document_count(tmp_path):
     lake = tokenized_lake(tmp_path / "lake")
     tokens = "tokens/tok/documents"
     assert validate(lake, tokens).success
+    assert require_passed(lake, tokens, required=True).success  # current: a token dataset's version is its run
 
     shard = sorted((tmp_path / "lake" / tokens / "train").glob("*.bin"))[0]
     ids = np.fromfile(shard, dtype=np.uint16)
@@ -285,6 +286,8 @@ def test_token_shards_are_checked_for_ids_offsets_and_document_count(tmp_path):
     failed = failures(validate(lake, tokens))
     assert failed["expect_column_values_to_be_between(max_id)"] == [f"train/{shard.name}"]
     assert set(failed) == {"expect_column_values_to_be_between(max_id)", "expect_column_sum_to_be_between(documents)"}
+    with pytest.raises(GateFailed, match="expect_column_values_to_be_between"):
+        require_passed(lake, tokens)
 
 
 def test_a_stale_validation_counts_as_none_and_warn_only_does_not_block(tmp_path):

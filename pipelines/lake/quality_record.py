@@ -12,6 +12,7 @@ import pyarrow as pa
 from pydantic import BaseModel, Field
 
 from pipelines.lake.contract import Lake, atomic_write_bytes, fingerprint, listed_runs
+from pipelines.lake.token_layout import TOKENS, tokens_run
 
 QUALITY = "quality"  # `quality/<dataset>/`: the dataset's latest validation
 SUMMARY = "summary.json"
@@ -64,7 +65,10 @@ class QualitySummary(BaseModel):
 
 
 def dataset_version(lake: Lake, dataset: str) -> str:
-    """The runs the dataset's manifest lists, as one fingerprint: changes whenever a run adds or replaces shards."""
+    """The runs the dataset's manifest lists, as one fingerprint: changes whenever a run adds or replaces shards.
+    A token dataset (`tokens/<tokenizer>/<name>`) is the one run its own manifest names."""
+    if dataset.startswith(f"{TOKENS}/"):
+        return tokens_run(lake, lake.path(dataset)) or ""
     return fingerprint(sorted(listed_runs(lake, dataset)))
 
 
