@@ -19,8 +19,3 @@ BUNDLED: dict[str, Path] = {"seed-tasks": SEED_TASKS}
 def bundled_path(source: str) -> str:
     """The file a bundled name stands for; any other source as it is."""
     return str(BUNDLED[source]) if source in BUNDLED else source
-
-
-def split_sources(sources: str) -> list[str]:
-    """`a,b , c` → the sources, bundled names resolved to their files."""
-    return [bundled_path(s) for s in (part.strip() for part in sources.split(",")) if s]
