@@ -185,9 +185,7 @@ _METRICS |= {"tokens_per_s": "DOUBLE", "mfu": "DOUBLE", "bpb": "DOUBLE", "accura
 
 def _train_metrics_select(lake: Lake) -> str:
     """One row per logged step or evaluation of each run under `checkpoints/<run>/`."""
-    fs = lake.fs
-    found = fs.glob(lake.path(CHECKPOINTS, "*", TRAIN_METRICS))
-    paths = sorted(p if lake.is_local else fs.unstrip_protocol(p) for p in found)
+    paths = lake.glob(f"{CHECKPOINTS}/*/{TRAIN_METRICS}")
     columns = ", ".join(f"{c}" for c in _METRICS)
     if not paths:
         return (
@@ -212,9 +210,7 @@ QUALITY_RESULTS = (
 
 def _quality_select(lake: Lake) -> str:
     """One row per (shard, expectation) of each dataset's latest validation."""
-    fs = lake.fs
-    found = [p for pattern in QUALITY_RESULTS for p in fs.glob(lake.path(pattern))]
-    paths = sorted(p if lake.is_local else fs.unstrip_protocol(p) for p in found)
+    paths = lake.glob(*QUALITY_RESULTS)
     if not paths:
         return _empty_select(RESULTS_SCHEMA)
     return f"SELECT * FROM read_parquet([{', '.join(map(_quote, paths))}], union_by_name = true)"

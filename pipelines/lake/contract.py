@@ -140,6 +140,12 @@ class Lake:
     def exists(self, dataset: str) -> bool:
         return self.fs.exists(self.path(dataset))
 
+    def glob(self, *patterns: str) -> list[str]:
+        """The files matching any of the patterns (relative to the root), sorted, as addresses DuckDB and
+        pyarrow can open (with the protocol on a remote lake)."""
+        found = [p for pattern in patterns for p in self.fs.glob(self.path(pattern))]
+        return sorted(p if self.is_local else self.fs.unstrip_protocol(p) for p in found)
+
     def shards(self, dataset: str) -> list[str]:
         """Every complete parquet file in a dataset's folder, sorted, whichever run wrote it (temporary
         files, staging and logs never match).
